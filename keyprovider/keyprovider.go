@@ -1,0 +1,183 @@
+// Package keyprovider supplies the versioned 256-bit keys that colcrypt
+// encrypts column values under.
+//
+// Every stored value names the version of the key that wrote it, so a
+// [Provider] answers two questions: which key should new values be written
+// under ([Provider.Active]), and which key is version N ([Provider.Key]).
+// Rotating a key is adding a new version, making it active, and re-saving old
+// values (see package rotation); old versions stay readable until they are
+// retired.
+//
+// A version names one key forever: once a version has been used to write
+// data, its key material must never change. Reusing a version number for a
+// different key makes every value written under the old key unreadable.
+//
+// Providers are called on the hot path of every Value and Scan, which take no
+// context, so their methods must not block on I/O. Providers that load keys
+// from a database or a KMS do that work up front or in the background.
+//
+// [Static] is a fixed keyring; [FromEnv] builds one from environment
+// variables, and [GenerateKey] and [EncodeKeys] make the text those variables
+// hold.
+package keyprovider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+)
+
+// KeySize is the size in bytes of every key: AES-256 and HMAC-SHA256 keys
+// are 32 bytes.
+const KeySize = 32
+
+// MaxVersion is the largest key version. Versions run from 1 to MaxVersion.
+const MaxVersion = 1<<32 - 1
+
+var (
+	// ErrUnknownVersion is returned (wrapped) by Provider.Key for a version
+	// the provider does not hold.
+	ErrUnknownVersion = errors.New("colcrypt: unknown key version")
+
+	// ErrInvalidKey is returned (wrapped) for key material of the wrong size
+	// or a version outside 1 … MaxVersion.
+	ErrInvalidKey = errors.New("colcrypt: invalid key")
+)
+
+// A Provider supplies versioned keys.
+//
+// Implementations must be safe for concurrent use and must not block on I/O:
+// they are called from driver.Valuer and sql.Scanner methods, which take no
+// context.
+type Provider interface {
+	// Active returns the key that new values are written under.
+	Active() (Key, error)
+
+	// Key returns the key of the given version. For a version it does not
+	// hold it returns an error that wraps ErrUnknownVersion.
+	Key(version uint32) (Key, error)
+}
+
+// A Reloader is a Provider whose keys can change while the program runs,
+// for example because they are read from a table that another instance
+// updates. Reload fetches the current keys and swaps them in atomically;
+// on failure the provider keeps serving the keys it had.
+//
+// encryptedtype.Open calls Reload once when it meets a version the provider
+// does not hold yet.
+type Reloader interface {
+	Reload(ctx context.Context) error
+}
+
+// Key is one version of a 256-bit secret key. The zero Key is not valid.
+//
+// A Key never prints its material: fmt verbs and slog show only its
+// version. Use [Key.Bytes] to get the material.
+type Key struct {
+	version uint32
+	secret  *[KeySize]byte
+}
+
+// NewKey returns a key of the given version holding a copy of secret, which
+// must be KeySize bytes long. The version must be between 1 and MaxVersion.
+func NewKey(version uint32, secret []byte) (Key, error) {
+	if version == 0 {
+		return Key{}, fmt.Errorf("%w: version 0 (versions start at 1)", ErrInvalidKey)
+	}
+	if len(secret) != KeySize {
+		return Key{}, fmt.Errorf("%w: version %d is %d bytes, want %d", ErrInvalidKey, version, len(secret), KeySize)
+	}
+	k := Key{version: version, secret: new([KeySize]byte)}
+	copy(k.secret[:], secret)
+	return k, nil
+}
+
+// Version returns the key's version.
+func (k Key) Version() uint32 { return k.version }
+
+// Valid reports whether k holds key material (the zero Key does not).
+func (k Key) Valid() bool { return k.secret != nil }
+
+// Bytes returns a copy of the secret key material, or nil for the zero Key.
+// Treat the result as secret: never log it or put it in an error.
+func (k Key) Bytes() []byte {
+	if k.secret == nil {
+		return nil
+	}
+	b := make([]byte, KeySize)
+	copy(b, k.secret[:])
+	return b
+}
+
+// String returns a redacted description of the key naming only its version.
+func (k Key) String() string {
+	return "keyprovider.Key{version: " + strconv.FormatUint(uint64(k.version), 10) + ", secret: REDACTED}"
+}
+
+// GoString is like String, so that %#v is redacted too.
+func (k Key) GoString() string { return k.String() }
+
+// Format implements fmt.Formatter: every verb prints the redacted form.
+func (k Key) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(k.String())) }
+
+// LogValue implements slog.LogValuer: logs show the version only.
+func (k Key) LogValue() slog.Value {
+	return slog.GroupValue(slog.Uint64("version", uint64(k.version)), slog.String("secret", "REDACTED"))
+}
+
+// Static is a fixed, in-memory keyring with one active version. It is safe
+// for concurrent use and never does I/O.
+type Static struct {
+	active Key
+	keys   map[uint32]Key
+}
+
+// NewStatic returns a keyring holding keys, writing under the version
+// active. It rejects an empty keyring, invalid keys, two keys with the same
+// version, and an active version that is not among keys.
+func NewStatic(active uint32, keys ...Key) (*Static, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: no keys given", ErrInvalidKey)
+	}
+	s := &Static{keys: make(map[uint32]Key, len(keys))}
+	for _, k := range keys {
+		if !k.Valid() {
+			return nil, fmt.Errorf("%w: zero Key", ErrInvalidKey)
+		}
+		if _, dup := s.keys[k.version]; dup {
+			return nil, fmt.Errorf("%w: version %d given twice", ErrInvalidKey, k.version)
+		}
+		s.keys[k.version] = k
+	}
+	a, ok := s.keys[active]
+	if !ok {
+		return nil, fmt.Errorf("%w: active version %d is not among the keys given", ErrUnknownVersion, active)
+	}
+	s.active = a
+	return s, nil
+}
+
+// Active returns the active key.
+func (s *Static) Active() (Key, error) { return s.active, nil }
+
+// Key returns the key of the given version.
+func (s *Static) Key(version uint32) (Key, error) {
+	k, ok := s.keys[version]
+	if !ok {
+		return Key{}, fmt.Errorf("%w: %d", ErrUnknownVersion, version)
+	}
+	return k, nil
+}
+
+// Versions returns the versions the keyring holds, in ascending order.
+func (s *Static) Versions() []uint32 {
+	vs := make([]uint32, 0, len(s.keys))
+	for v := range s.keys {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
