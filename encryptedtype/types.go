@@ -1,6 +1,7 @@
 package encryptedtype
 
 import (
+	"bytes"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
@@ -24,16 +25,23 @@ const redacted = "[REDACTED]"
 // value. SQL NULL is not the empty string: for a nullable column use
 // *String, which scans NULL as nil and writes nil as NULL.
 //
-// fmt and slog print a String as [REDACTED]; call Plaintext to get the
-// value. JSON encodes the plaintext, so that a model returned from an API
-// carries its data: JSON is serialisation, not logging.
-type String struct{ s string }
+// fmt, slog and encoding/json show a String as [REDACTED]; call Plaintext
+// to get the value (see "Printing" in the package documentation). The
+// plaintext is held behind a pointer, so even fmt's printing of an
+// unexported field, which cannot call methods, shows only an address.
+// Compare Strings by their Plaintext, not with ==.
+type String struct{ p *string }
 
 // NewString returns a String holding s.
-func NewString(s string) String { return String{s} }
+func NewString(s string) String { return String{&s} }
 
 // Plaintext returns the decrypted string.
-func (s String) Plaintext() string { return s.s }
+func (s String) Plaintext() string {
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
 
 // Value implements driver.Valuer: it returns s encrypted under the default
 // provider's active key, in the wire format.
@@ -42,7 +50,7 @@ func (s String) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := c.sealString(s.s)
+	v, err := c.sealString(s.Plaintext())
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +65,8 @@ func (s *String) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	s.s = string(pt)
+	str := string(pt)
+	s.p = &str
 	return nil
 }
 
@@ -67,11 +76,22 @@ func (String) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 // LogValue implements slog.LogValuer: logs show [REDACTED].
 func (String) LogValue() slog.Value { return slog.StringValue(redacted) }
 
-// MarshalJSON encodes the plaintext as a JSON string.
-func (s String) MarshalJSON() ([]byte, error) { return json.Marshal(s.s) }
+// MarshalJSON writes "[REDACTED]": see "Printing" in the package
+// documentation.
+func (String) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
 
-// UnmarshalJSON decodes a JSON string into s.
-func (s *String) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &s.s) }
+// UnmarshalJSON decodes a JSON string into s, so that a request body can
+// set the value. JSON null leaves s unchanged. It refuses the string
+// "[REDACTED]", which is what MarshalJSON writes, so that a redacted
+// response sent back cannot overwrite the real value.
+func (s *String) UnmarshalJSON(b []byte) error {
+	var v *string
+	if err := unmarshalJSON(b, &v); err != nil || v == nil {
+		return err
+	}
+	s.p = v
+	return nil
+}
 
 // GormDataType tells GORM's AutoMigrate to create a text column. It lets
 // GORM pick the type without this package importing GORM.
@@ -82,16 +102,28 @@ func (String) GormDataType() string { return "text" }
 // A nil Bytes is encrypted as an empty value and reads back as an empty,
 // non-nil Bytes; for a nullable column use *Bytes.
 //
-// fmt and slog print a Bytes as [REDACTED]; call Plaintext to get the
-// value. JSON encodes the plaintext as base64, like []byte.
-type Bytes struct{ b []byte }
+// fmt, slog and encoding/json show a Bytes as [REDACTED]; call Plaintext
+// to get the value. A Bytes is immutable: NewBytes and Plaintext copy.
+type Bytes struct {
+	// A *string, not a *[]byte: fmt dereferences pointers to slices in
+	// some paths, but never a pointer to a string.
+	p *string
+}
 
-// NewBytes returns a Bytes holding b. It does not copy b.
-func NewBytes(b []byte) Bytes { return Bytes{b} }
+// NewBytes returns a Bytes holding a copy of b.
+func NewBytes(b []byte) Bytes {
+	s := string(b)
+	return Bytes{&s}
+}
 
-// Plaintext returns the decrypted bytes. The caller must not modify them
-// while b is in use.
-func (b Bytes) Plaintext() []byte { return b.b }
+// Plaintext returns a copy of the decrypted bytes; it is nil only for the
+// zero Bytes.
+func (b Bytes) Plaintext() []byte {
+	if b.p == nil {
+		return nil
+	}
+	return []byte(*b.p)
+}
 
 // Value implements driver.Valuer: it returns b encrypted under the default
 // provider's active key, in the wire format.
@@ -100,7 +132,11 @@ func (b Bytes) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := c.seal(b.b)
+	var pt string
+	if b.p != nil {
+		pt = *b.p
+	}
+	v, err := c.sealString(pt)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +149,8 @@ func (b *Bytes) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	b.b = pt
+	str := string(pt)
+	b.p = &str
 	return nil
 }
 
@@ -123,22 +160,49 @@ func (Bytes) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 // LogValue implements slog.LogValuer: logs show [REDACTED].
 func (Bytes) LogValue() slog.Value { return slog.StringValue(redacted) }
 
-// MarshalJSON encodes the plaintext as a base64 JSON string, like []byte.
-func (b Bytes) MarshalJSON() ([]byte, error) { return json.Marshal(b.b) }
+// MarshalJSON writes "[REDACTED]".
+func (Bytes) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
 
-// UnmarshalJSON decodes a base64 JSON string into b.
-func (b *Bytes) UnmarshalJSON(data []byte) error { return json.Unmarshal(data, &b.b) }
+// UnmarshalJSON decodes a base64 JSON string into b, like []byte. JSON null
+// leaves b unchanged; the string "[REDACTED]" is refused.
+func (b *Bytes) UnmarshalJSON(data []byte) error {
+	var v *[]byte
+	if err := unmarshalJSON(data, &v); err != nil || v == nil {
+		return err
+	}
+	*b = NewBytes(*v)
+	return nil
+}
 
 // GormDataType tells GORM's AutoMigrate to create a text column.
 func (Bytes) GormDataType() string { return "text" }
 
-// JSON is a column holding V as JSON, stored encrypted. Value marshals V
-// with encoding/json and encrypts the result; Scan decrypts and unmarshals.
-// For a nullable column use *JSON[T].
+// JSON is a column holding a T as JSON, stored encrypted. Value marshals
+// the T with encoding/json and encrypts the result; Scan decrypts and
+// unmarshals. For a nullable column use *JSON[T].
 //
-// fmt and slog print a JSON as [REDACTED]. MarshalJSON encodes V itself.
+// fmt, slog and encoding/json show a JSON as [REDACTED]; call Plaintext to
+// get the T.
 type JSON[T any] struct {
-	V T
+	// A pointer to a pointer: fmt dereferences a pointer to a struct, map
+	// or slice in some paths, but never a pointer to a pointer.
+	p **T
+}
+
+// NewJSON returns a JSON holding v.
+func NewJSON[T any](v T) JSON[T] {
+	pv := &v
+	return JSON[T]{&pv}
+}
+
+// Plaintext returns the decrypted T (the zero T for the zero JSON). To
+// change a field, change a copy and store it back with NewJSON.
+func (j JSON[T]) Plaintext() T {
+	if j.p == nil {
+		var zero T
+		return zero
+	}
+	return **j.p
 }
 
 // Value implements driver.Valuer.
@@ -147,7 +211,7 @@ func (j JSON[T]) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt, err := json.Marshal(j.V)
+	pt, err := json.Marshal(j.Plaintext())
 	if err != nil {
 		// json errors name the Go type, never the data.
 		return nil, fmt.Errorf("colcrypt: encoding JSON column: %w", err)
@@ -160,8 +224,8 @@ func (j JSON[T]) Value() (driver.Value, error) {
 	return string(v), nil
 }
 
-// Scan implements sql.Scanner. V is reset to its zero value before the
-// decrypted JSON is unmarshalled into it.
+// Scan implements sql.Scanner. The decrypted JSON is unmarshalled into a
+// new T, so nothing of the previous value survives.
 func (j *JSON[T]) Scan(src any) error {
 	pt, err := scan(src)
 	if err != nil {
@@ -173,7 +237,7 @@ func (j *JSON[T]) Scan(src any) error {
 		return fmt.Errorf("colcrypt: decoding JSON column into %T: invalid JSON after decryption", v)
 	}
 	clear(pt)
-	j.V = v
+	*j = NewJSON(v)
 	return nil
 }
 
@@ -183,14 +247,43 @@ func (JSON[T]) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 // LogValue implements slog.LogValuer: logs show [REDACTED].
 func (JSON[T]) LogValue() slog.Value { return slog.StringValue(redacted) }
 
-// MarshalJSON encodes V.
-func (j JSON[T]) MarshalJSON() ([]byte, error) { return json.Marshal(j.V) }
+// MarshalJSON writes "[REDACTED]".
+func (JSON[T]) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
 
-// UnmarshalJSON decodes into V.
-func (j *JSON[T]) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &j.V) }
+// UnmarshalJSON decodes a T. JSON null leaves j unchanged; the string
+// "[REDACTED]" is refused.
+func (j *JSON[T]) UnmarshalJSON(b []byte) error {
+	var v *T
+	if err := unmarshalJSON(b, &v); err != nil || v == nil {
+		return err
+	}
+	*j = NewJSON(*v)
+	return nil
+}
 
 // GormDataType tells GORM's AutoMigrate to create a text column.
 func (JSON[T]) GormDataType() string { return "text" }
+
+// ErrRedacted is returned by UnmarshalJSON for the string "[REDACTED]":
+// it is what MarshalJSON writes in place of the plaintext, and decoding it
+// as a value would overwrite real data with the marker.
+var ErrRedacted = errors.New(`colcrypt: refusing to decode "[REDACTED]" as a value (it is the redaction marker that MarshalJSON writes; put Plaintext() in responses instead)`)
+
+func redactedJSON() []byte { return []byte(`"` + redacted + `"`) }
+
+// unmarshalJSON decodes b into v, refusing the redaction marker. Errors
+// from encoding/json name types and offsets, never the input.
+func unmarshalJSON(b []byte, v any) error {
+	if string(bytes.TrimSpace(b)) == `"`+redacted+`"` {
+		return ErrRedacted
+	}
+	err := json.Unmarshal(b, v)
+	if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
+		// A syntax error quotes a character of the input: drop it.
+		return fmt.Errorf("colcrypt: invalid JSON at offset %d", se.Offset)
+	}
+	return err
+}
 
 // scan decrypts what a driver hands to Scan with the default provider.
 func scan(src any) ([]byte, error) {

@@ -1,0 +1,384 @@
+package encryptedtype
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/colcrypt/colcrypt/keyprovider"
+)
+
+var wireFormat = regexp.MustCompile(`^v[1-9][0-9]*:[A-Za-z0-9_-]+$`)
+
+func newCodec(t testing.TB, versions ...uint32) *Codec {
+	t.Helper()
+	var keys []keyprovider.Key
+	for _, v := range versions {
+		keys = append(keys, newKey(t, v))
+	}
+	return NewCodec(newStatic(t, versions[len(versions)-1], keys...))
+}
+
+func mustSeal(t testing.TB, c *Codec, plaintext string) []byte {
+	t.Helper()
+	v, err := c.Seal(context.Background(), []byte(plaintext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The seed's five tests: round trip, two encryptions differ, tampered value
+// rejected, truncated value rejected, other key rejected.
+
+func TestRoundTrip(t *testing.T) {
+	c := newCodec(t, 1)
+	for _, pt := range []string{"sk_live_abc123def456", "", "Grüße 🔐", strings.Repeat("x", 100000)} {
+		v := mustSeal(t, c, pt)
+		if !wireFormat.Match(v) {
+			t.Fatalf("value not in wire format: %.40q", v)
+		}
+		if bytes.Contains(v, []byte(pt)) && pt != "" {
+			t.Fatal("value contains its plaintext")
+		}
+		got, err := c.Open(context.Background(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != pt {
+			t.Fatalf("round trip: got %d bytes, want %d", len(got), len(pt))
+		}
+	}
+}
+
+func TestTwoEncryptionsDiffer(t *testing.T) {
+	c := newCodec(t, 1)
+	a, b := mustSeal(t, c, "hello"), mustSeal(t, c, "hello")
+	if bytes.Equal(a, b) {
+		t.Fatal("two encryptions of the same plaintext are equal")
+	}
+	// The nonces differ, not just the encoding.
+	ra, _ := b64.DecodeString(string(a[3:]))
+	rb, _ := b64.DecodeString(string(b[3:]))
+	if bytes.Equal(ra[:NonceSize], rb[:NonceSize]) {
+		t.Fatal("nonce reused")
+	}
+}
+
+func TestTamperedRejected(t *testing.T) {
+	c := newCodec(t, 1)
+	v := mustSeal(t, c, "secret")
+	raw, _ := b64.DecodeString(string(v[3:]))
+	raw[14] ^= 0x01
+	_, err := c.Open(context.Background(), []byte("v1:"+b64.EncodeToString(raw)))
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want ErrAuth", err)
+	}
+}
+
+func TestTruncatedRejected(t *testing.T) {
+	c := newCodec(t, 1)
+	v := mustSeal(t, c, "sk_live_abc123def456")
+	// As the seed does it: cut the string.
+	for cut := 1; cut < len(v); cut++ {
+		got, err := c.Open(context.Background(), v[:len(v)-cut])
+		if err == nil || got != nil {
+			t.Fatalf("cut %d: accepted a truncated value", cut)
+		}
+	}
+	// Cut the payload, re-encoded cleanly: the tag check must catch it.
+	raw, _ := b64.DecodeString(string(v[3:]))
+	_, err := c.Open(context.Background(), []byte("v1:"+b64.EncodeToString(raw[:len(raw)-10])))
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want ErrAuth", err)
+	}
+}
+
+func TestOtherKeyRejected(t *testing.T) {
+	a, b := newCodec(t, 1), newCodec(t, 1)
+	_, err := b.Open(context.Background(), mustSeal(t, a, "secret"))
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want ErrAuth", err)
+	}
+}
+
+// Every single-bit flip of nonce, ciphertext and tag is rejected.
+func TestEveryBitFlipRejected(t *testing.T) {
+	c := newCodec(t, 1)
+	v := mustSeal(t, c, "sk_live_abc123def456")
+	raw, err := b64.DecodeString(string(v[3:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range raw {
+		for bit := range 8 {
+			raw[i] ^= 1 << bit
+			got, err := c.Open(context.Background(), []byte("v1:"+b64.EncodeToString(raw)))
+			raw[i] ^= 1 << bit
+			if !errors.Is(err, ErrAuth) || got != nil {
+				t.Fatalf("byte %d bit %d: got (%d bytes, %v), want ErrAuth", i, bit, len(got), err)
+			}
+		}
+	}
+}
+
+func TestVersionSwapRejected(t *testing.T) {
+	c := newCodec(t, 1, 2)
+	v := mustSeal(t, c, "secret") // under v2
+	_, err := c.Open(context.Background(), append([]byte("v1:"), v[3:]...))
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want ErrAuth", err)
+	}
+}
+
+func TestOldVersionsStayReadable(t *testing.T) {
+	k1, k2 := newKey(t, 1), newKey(t, 2)
+	old := NewCodec(newStatic(t, 1, k1))
+	v1 := mustSeal(t, old, "written under v1")
+	c := NewCodec(newStatic(t, 2, k1, k2))
+	v2 := mustSeal(t, c, "written under v2")
+	if ver, _ := Version(v2); ver != 2 {
+		t.Fatalf("new value under version %d, want 2", ver)
+	}
+	for _, v := range [][]byte{v1, v2} {
+		if _, err := c.Open(context.Background(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := old.Open(context.Background(), v2); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("got %v, want ErrUnknownVersion", err)
+	}
+}
+
+func TestMalformedInput(t *testing.T) {
+	c := newCodec(t, 1)
+	good := mustSeal(t, c, "sk_live_abc123def456")
+	payload := string(good[3:])
+	raw, _ := b64.DecodeString(payload)
+	cases := []struct {
+		name, value string
+		want        error
+	}{
+		{"empty", "", ErrNotEncrypted},
+		{"plaintext", "alice@example.com", ErrNotEncrypted},
+		{"payload only", payload, ErrNotEncrypted},
+		{"no colon", "v1", ErrNotEncrypted},
+		{"v only", "v:" + payload, ErrNotEncrypted},
+		{"uppercase prefix", "V1:" + payload, ErrNotEncrypted},
+		{"other letter", "x1:" + payload, ErrNotEncrypted},
+		{"space", " v1:" + payload, ErrNotEncrypted},
+		{"leading zero", "v01:" + payload, ErrMalformed},
+		{"version zero", "v0:" + payload, ErrMalformed},
+		{"version overflow", "v4294967296:" + payload, ErrMalformed},
+		{"version too long", "v123456789012:" + payload, ErrMalformed},
+		{"empty payload", "v1:", ErrMalformed},
+		{"bad base64", "v1:" + payload[:10] + "*" + payload[11:], ErrMalformed},
+		{"std alphabet", "v1:" + base64.RawStdEncoding.EncodeToString(append(raw, 0xfb, 0xff)), ErrMalformed},
+		{"padding", "v1:" + base64.URLEncoding.EncodeToString(raw[:len(raw)-1]), ErrMalformed},
+		{"newline", "v1:" + payload[:8] + "\n" + payload[8:], ErrMalformed},
+		{"carriage return", "v1:" + payload[:8] + "\r" + payload[8:], ErrMalformed},
+		{"trailing space", "v1:" + payload + " ", ErrMalformed},
+		{"short", "v1:" + b64.EncodeToString(raw[:Overhead-1]), ErrMalformed},
+		{"unknown version", "v9:" + payload, ErrUnknownVersion},
+		{"max version unknown", "v4294967295:" + payload, ErrUnknownVersion},
+		{"oversized", "v1:" + strings.Repeat("A", MaxValueSize), ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, open := range []func(string) ([]byte, error){
+				func(s string) ([]byte, error) { return c.Open(context.Background(), []byte(s)) },
+				c.openString,
+			} {
+				got, err := open(tc.value)
+				if !errors.Is(err, tc.want) || got != nil {
+					t.Fatalf("got (%d bytes, %v), want %v", len(got), err, tc.want)
+				}
+				if tc.value != "" && len(tc.value) > 4 && strings.Contains(err.Error(), tc.value[4:]) {
+					t.Fatal("error contains the input")
+				}
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint32
+		err  error
+	}{
+		{"v1:AAAA", 1, nil},
+		{"v4294967295:AAAA", 4294967295, nil},
+		{"v4294967296:AAAA", 0, ErrMalformed},
+		{"v007:AAAA", 0, ErrMalformed},
+		{"plain", 0, ErrNotEncrypted},
+	} {
+		got, err := Version([]byte(tc.in))
+		if got != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("Version(%q) = %d, %v; want %d, %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestOversizedPlaintextRefused(t *testing.T) {
+	c := newCodec(t, 1)
+	_, err := c.Seal(context.Background(), make([]byte, MaxValueSize))
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want ErrMalformed", err)
+	}
+}
+
+func TestContextCanceled(t *testing.T) {
+	c := newCodec(t, 1)
+	v := mustSeal(t, c, "x")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Seal(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Seal: got %v", err)
+	}
+	if _, err := c.Open(ctx, v); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open: got %v", err)
+	}
+}
+
+func TestNoProvider(t *testing.T) {
+	withDefault(t, nil)
+	SetDefault(nil)
+	if _, err := Seal(context.Background(), []byte("x")); !errors.Is(err, ErrNoProvider) {
+		t.Fatalf("Seal: got %v", err)
+	}
+	if _, err := Open(context.Background(), []byte("v1:AAAA")); !errors.Is(err, ErrNoProvider) {
+		t.Fatalf("Open: got %v", err)
+	}
+	if _, err := NewString("x").Value(); !errors.Is(err, ErrNoProvider) {
+		t.Fatalf("Value: got %v", err)
+	}
+	var s String
+	if err := s.Scan("v1:AAAA"); !errors.Is(err, ErrNoProvider) {
+		t.Fatalf("Scan: got %v", err)
+	}
+}
+
+// reloading is a provider that learns version 2 only when reloaded.
+type reloading struct {
+	mu      sync.Mutex
+	keys    *keyprovider.Static
+	next    *keyprovider.Static
+	reloads atomic.Int32
+	fail    error
+}
+
+func (r *reloading) Active() (keyprovider.Key, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys.Active()
+}
+
+func (r *reloading) Key(v uint32) (keyprovider.Key, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys.Key(v)
+}
+
+func (r *reloading) Reload(ctx context.Context) error {
+	r.reloads.Add(1)
+	if r.fail != nil {
+		return r.fail
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys = r.next
+	return nil
+}
+
+func TestOpenReloadsOnUnknownVersion(t *testing.T) {
+	k1, k2 := newKey(t, 1), newKey(t, 2)
+	other := NewCodec(newStatic(t, 2, k1, k2))
+	v2 := mustSeal(t, other, "from another instance")
+
+	r := &reloading{keys: newStatic(t, 1, k1), next: newStatic(t, 2, k1, k2)}
+	c := NewCodec(r)
+	got, err := c.Open(context.Background(), v2)
+	if err != nil || string(got) != "from another instance" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if n := r.reloads.Load(); n != 1 {
+		t.Fatalf("%d reloads, want 1", n)
+	}
+	// A version nobody has: one reload per Open, then ErrUnknownVersion.
+	_, err = c.Open(context.Background(), append([]byte("v3:"), v2[3:]...))
+	if !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("got %v, want ErrUnknownVersion", err)
+	}
+
+	failing := &reloading{keys: newStatic(t, 1, k1), fail: errors.New("database down")}
+	_, err = NewCodec(failing).Open(context.Background(), v2)
+	if !errors.Is(err, ErrUnknownVersion) || !strings.Contains(err.Error(), "database down") {
+		t.Fatalf("got %v, want ErrUnknownVersion naming the reload failure", err)
+	}
+}
+
+// A reloading provider hands out new Key values for the same versions; the
+// codec must follow the material, not the first Key it saw.
+func TestCacheFollowsKeyMaterial(t *testing.T) {
+	k1 := newKey(t, 1)
+	same, err := keyprovider.NewKey(1, k1.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &reloading{keys: newStatic(t, 1, k1), next: newStatic(t, 1, same)}
+	c := NewCodec(r)
+	v := mustSeal(t, c, "x")
+	_ = r.Reload(context.Background())
+	if _, err := c.Open(context.Background(), v); err != nil {
+		t.Fatalf("same material under a new Key value: %v", err)
+	}
+	r.next = newStatic(t, 1, newKey(t, 1))
+	_ = r.Reload(context.Background())
+	if _, err := c.Open(context.Background(), v); !errors.Is(err, ErrAuth) {
+		t.Fatalf("changed material: got %v, want ErrAuth", err)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	k1, k2 := newKey(t, 1), newKey(t, 2)
+	withDefault(t, newStatic(t, 1, k1))
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 200 {
+				pt := strings.Repeat(string(rune('a'+g)), i%40)
+				v, err := NewString(pt).Value()
+				if err != nil {
+					errs <- err
+					return
+				}
+				var s String
+				if err := s.Scan(v); err != nil {
+					errs <- err
+					return
+				}
+				if s.Plaintext() != pt {
+					errs <- errors.New("concurrent round trip returned another value")
+					return
+				}
+				if g == 0 && i == 100 {
+					// Switch provider mid-flight: readers must still read.
+					SetDefault(newStatic(t, 2, k1, k2))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

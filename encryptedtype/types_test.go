@@ -1,0 +1,275 @@
+package encryptedtype
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+const secret = "sk_live_abc123def456"
+
+func TestStringValueScan(t *testing.T) {
+	withDefault(t, newStatic(t, 3, newKey(t, 3)))
+	for _, pt := range []string{secret, "", "Grüße 🔐"} {
+		v, err := NewString(pt).Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := v.(string)
+		if !ok {
+			t.Fatalf("Value returned %T, want string", v)
+		}
+		if !wireFormat.MatchString(s) || !strings.HasPrefix(s, "v3:") {
+			t.Fatalf("Value not in wire format under v3: %.20q", s)
+		}
+		if pt != "" && strings.Contains(s, pt) {
+			t.Fatal("Value contains the plaintext")
+		}
+		// Drivers hand over string (pgx, text) or []byte (lib/pq, MySQL, bytea).
+		for _, src := range []any{s, []byte(s)} {
+			var got String
+			if err := got.Scan(src); err != nil {
+				t.Fatalf("Scan(%T): %v", src, err)
+			}
+			if got.Plaintext() != pt {
+				t.Fatalf("Scan(%T) = %d bytes, want %d", src, len(got.Plaintext()), len(pt))
+			}
+		}
+	}
+}
+
+func TestBytesValueScan(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	for _, pt := range [][]byte{{0, 1, 2, 0xff}, {}, nil} {
+		v, err := NewBytes(pt).Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := []byte(v.(string))
+		var got Bytes
+		if err := got.Scan(src); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Plaintext(), pt) || got.Plaintext() == nil {
+			t.Fatalf("got %v (nil=%v), want %v as a non-nil slice", got.Plaintext(), got.Plaintext() == nil, pt)
+		}
+		// Scan must not keep the driver's buffer: database/sql may reuse it.
+		clear(src)
+		if !bytes.Equal(got.Plaintext(), pt) {
+			t.Fatal("Scan kept a reference to the driver's buffer")
+		}
+	}
+}
+
+type profile struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags,omitempty"`
+	Age  int      `json:"age"`
+}
+
+func TestJSONValueScan(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	in := NewJSON(profile{Name: "Alice", Tags: []string{"a", "b"}, Age: 42})
+	v, err := in.Value()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(v.(string), "Alice") {
+		t.Fatal("Value contains the plaintext")
+	}
+	// Scan starts from a new T: a field absent from the stored JSON does not survive.
+	out := NewJSON(profile{Tags: []string{"stale"}})
+	if err := out.Scan(v); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Plaintext(); got.Name != "Alice" || got.Age != 42 || len(got.Tags) != 2 {
+		t.Fatalf("got %+v", got)
+	}
+	empty := NewJSON(profile{Name: "x"})
+	v, _ = JSON[profile]{}.Value()
+	if err := empty.Scan(v); err != nil || empty.Plaintext().Name != "" {
+		t.Fatalf("Scan of a zero value: %v", err)
+	}
+
+	// A map works as T too.
+	v, _ = NewJSON(map[string]int{"a": 1}).Value()
+	var m2 JSON[map[string]int]
+	if err := m2.Scan(v); err != nil || m2.Plaintext()["a"] != 1 {
+		t.Fatalf("map: %v", err)
+	}
+}
+
+func TestJSONErrorsCarryNoPlaintext(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	// An encrypted value that is not JSON.
+	s, _ := NewString("not json " + secret).Value()
+	var j JSON[profile]
+	err := j.Scan(s)
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("got %v", err)
+	}
+	// A value that cannot be marshalled.
+	_, err = NewJSON(func() {}).Value()
+	if err == nil {
+		t.Fatal("marshalling a func succeeded")
+	}
+}
+
+func TestScanNullAndBadTypes(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	var s String
+	var b Bytes
+	var j JSON[int]
+	for _, sc := range []interface{ Scan(any) error }{&s, &b, &j} {
+		if err := sc.Scan(nil); !errors.Is(err, ErrNull) {
+			t.Errorf("%T.Scan(nil) = %v, want ErrNull", sc, err)
+		}
+		if err := sc.Scan(int64(7)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%T.Scan(int64) = %v, want ErrMalformed", sc, err)
+		}
+		if err := sc.Scan("plaintext " + secret); !errors.Is(err, ErrNotEncrypted) || strings.Contains(err.Error(), secret) {
+			t.Errorf("%T.Scan(plaintext) = %v, want ErrNotEncrypted without the value", sc, err)
+		}
+	}
+}
+
+// NULL is not "": the empty string is encrypted like any value and reads
+// back as "". (Nil pointers as NULL are checked against real drivers in
+// integration/.)
+func TestEmptyIsNotNull(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	v, err := NewString("").Value()
+	if err != nil || v == nil || !wireFormat.MatchString(v.(string)) {
+		t.Fatalf(`"": got %v, %v, want an encrypted value`, v, err)
+	}
+	back := NewString("stale")
+	if err := back.Scan(v); err != nil || back.Plaintext() != "" {
+		t.Fatalf("got %q, %v", back.Plaintext(), err)
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	type user struct {
+		Email   String
+		Phone   *String
+		Token   Bytes
+		Profile JSON[profile]
+	}
+	// fmt cannot call methods on unexported fields: it prints what they hold.
+	type hidden struct {
+		email   String
+		token   Bytes
+		profile JSON[profile]
+	}
+	phone := NewString("+1 555 0100")
+	u := user{Email: NewString(secret), Phone: &phone, Token: NewBytes([]byte(secret)), Profile: NewJSON(profile{Name: secret})}
+	h := hidden{u.Email, u.Token, u.Profile}
+	leaks := func(out string) bool {
+		return strings.Contains(out, secret) || strings.Contains(out, "555") ||
+			strings.Contains(strings.ToLower(out), fmt.Sprintf("%x", secret)[:12]) ||
+			strings.Contains(out, fmt.Sprint([]byte(secret))[1:20])
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10.3s"} {
+		for _, arg := range []any{u, &u, u.Email, &u.Email, u.Token, u.Profile, *u.Phone} {
+			out := fmt.Sprintf(verb, arg)
+			if leaks(out) {
+				t.Fatalf("fmt %s of %T printed the plaintext: %s", verb, arg, out)
+			}
+			if !strings.Contains(out, redacted) {
+				t.Fatalf("fmt %s of %T: %s lacks %s", verb, arg, out, redacted)
+			}
+		}
+		for _, arg := range []any{h, &h} {
+			if out := fmt.Sprintf(verb, arg); leaks(out) {
+				t.Fatalf("fmt %s of unexported fields printed the plaintext: %s", verb, out)
+			}
+		}
+	}
+	for _, h := range []func(*bytes.Buffer) slog.Handler{
+		func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+	} {
+		var buf bytes.Buffer
+		// As attributes, and as a whole model (which the JSON handler
+		// encodes with encoding/json).
+		slog.New(h(&buf)).Info("saved", "email", u.Email, "token", u.Token, "profile", u.Profile, "phone", u.Phone, "user", u, "ptr", &u)
+		if strings.Contains(buf.String(), secret) || strings.Contains(buf.String(), "555") || !strings.Contains(buf.String(), redacted) {
+			t.Fatalf("slog: %s", buf.String())
+		}
+	}
+	if u.Email.Plaintext() != secret || string(u.Token.Plaintext()) != secret {
+		t.Fatal("Plaintext does not return the value")
+	}
+}
+
+// encoding/json writes the redaction marker and reads plaintext, refusing
+// the marker so that a redacted document sent back cannot overwrite data.
+func TestJSONRedactsAndRefusesMarker(t *testing.T) {
+	type user struct {
+		Email   String        `json:"email"`
+		Phone   *String       `json:"phone"`
+		Token   Bytes         `json:"token"`
+		Profile JSON[profile] `json:"profile"`
+	}
+	in := user{Email: NewString("a@x.com"), Token: NewBytes([]byte{1, 2}), Profile: NewJSON(profile{Name: "A", Age: 1})}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"email":"[REDACTED]","phone":null,"token":"[REDACTED]","profile":"[REDACTED]"}`
+	if string(b) != want {
+		t.Fatalf("got %s, want %s", b, want)
+	}
+	var back user
+	if err := json.Unmarshal(b, &back); !errors.Is(err, ErrRedacted) {
+		t.Fatalf("decoding the redacted document: got %v, want ErrRedacted", err)
+	}
+
+	// Plaintext in (a request body) decodes.
+	var out user
+	err = json.Unmarshal([]byte(`{"email":"b@y.org","phone":"+1 555","token":"AQI=","profile":{"name":"B","age":2}}`), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Email.Plaintext() != "b@y.org" || out.Phone.Plaintext() != "+1 555" || !bytes.Equal(out.Token.Plaintext(), []byte{1, 2}) || out.Profile.Plaintext().Name != "B" {
+		t.Fatalf("decoded %q %q %v %+v", out.Email.Plaintext(), out.Phone.Plaintext(), out.Token.Plaintext(), out.Profile.Plaintext())
+	}
+	// null leaves a value unchanged; a syntax error does not quote input.
+	if err := json.Unmarshal([]byte(`{"email":null}`), &out); err != nil || out.Email.Plaintext() != "b@y.org" {
+		t.Fatalf("null: %v, %q", err, out.Email.Plaintext())
+	}
+	var j JSON[profile]
+	if err := j.UnmarshalJSON([]byte(`{"name":Zsecret}`)); err == nil || strings.Contains(err.Error(), "Z") {
+		t.Fatalf("syntax error: %v", err)
+	}
+}
+
+func TestGormDataType(t *testing.T) {
+	for _, v := range []interface{ GormDataType() string }{String{}, Bytes{}, JSON[int]{}} {
+		if v.GormDataType() != "text" {
+			t.Errorf("%T: %q", v, v.GormDataType())
+		}
+	}
+}
+
+func TestPackageSealOpen(t *testing.T) {
+	withDefault(t, newStatic(t, 5, newKey(t, 5)))
+	v, err := Seal(context.Background(), []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s String
+	if err := s.Scan(v); err != nil || s.Plaintext() != secret {
+		t.Fatalf("Scan of a Seal result: %v", err)
+	}
+	pt, err := Open(context.Background(), v)
+	if err != nil || string(pt) != secret {
+		t.Fatalf("Open: %v", err)
+	}
+}
