@@ -74,6 +74,7 @@ type Codec struct {
 	p     keyprovider.Provider
 	mu    sync.Mutex                              // serialises cache writers
 	cache atomic.Pointer[map[uint32]*versionAEAD] // copy on write
+	last  atomic.Pointer[versionAEAD]             // most recently used entry
 }
 
 type versionAEAD struct {
@@ -181,7 +182,13 @@ func Version(value []byte) (uint32, error) {
 
 // aeadFor returns the cached AEAD for k, building it on first use.
 func (c *Codec) aeadFor(k keyprovider.Key) (cipher.AEAD, error) {
+	// Nearly every call is for the active version: check the last entry
+	// before the map.
+	if e := c.last.Load(); e != nil && e.key == k {
+		return e.aead, nil
+	}
 	if e, ok := (*c.cache.Load())[k.Version()]; ok && e.key == k {
+		c.last.Store(e)
 		return e.aead, nil
 	}
 	return c.buildAEAD(k)
@@ -233,8 +240,18 @@ func (c *Codec) store(old map[uint32]*versionAEAD, k keyprovider.Key, aead ciphe
 	return aead
 }
 
-func (c *Codec) seal(plaintext []byte) ([]byte, error)       { return seal(c, plaintext) }
-func (c *Codec) sealString(plaintext string) ([]byte, error) { return seal(c, plaintext) }
+func (c *Codec) seal(plaintext []byte) ([]byte, error) { return seal(c, plaintext) }
+
+// sealString is seal for a string, returning a string. The result shares
+// the memory of the buffer that seal allocated, which nothing else
+// references, so no copy is made.
+func (c *Codec) sealString(plaintext string) (string, error) {
+	v, err := seal(c, plaintext)
+	if err != nil {
+		return "", err
+	}
+	return ownedString(v), nil
+}
 
 // seal encrypts plaintext under the active key into a new wire-format
 // value. It is the whole write path after the column type: one provider
@@ -277,7 +294,7 @@ func (c *Codec) open(value []byte) ([]byte, error) {
 	}
 	raw := make([]byte, b64.DecodedLen(len(payload)))
 	n, err := b64.Decode(raw, payload)
-	if err != nil {
+	if err != nil || !decodedExactly(len(payload), n) {
 		return nil, fmt.Errorf("%w: version %d: invalid base64url payload", ErrMalformed, version)
 	}
 	return c.openRaw(version, raw[:n])
@@ -290,7 +307,7 @@ func (c *Codec) openString(value string) ([]byte, error) {
 		return nil, err
 	}
 	raw, err := b64.DecodeString(payload)
-	if err != nil {
+	if err != nil || !decodedExactly(len(payload), len(raw)) {
 		return nil, fmt.Errorf("%w: version %d: invalid base64url payload", ErrMalformed, version)
 	}
 	return c.openRaw(version, raw)
@@ -349,14 +366,16 @@ func parse[T string | []byte](value T) (uint32, T, error) {
 	if v > keyprovider.MaxVersion {
 		return 0, zero, fmt.Errorf("%w: key version is larger than %d", ErrMalformed, uint32(keyprovider.MaxVersion))
 	}
-	payload := value[i+1:]
-	// The base64 decoder skips CR and LF; the format does not allow them.
-	for j := 0; j < len(payload); j++ {
-		if payload[j] == '\r' || payload[j] == '\n' {
-			return 0, zero, fmt.Errorf("%w: version %d: line break in payload", ErrMalformed, v)
-		}
-	}
-	return uint32(v), payload, nil
+	return uint32(v), value[i+1:], nil
+}
+
+// decodedExactly reports whether decoding an encoded payload of encLen
+// bytes gave n bytes, as it does only when every byte of the payload was
+// base64url. The decoder skips CR and LF, which the format does not allow;
+// a skipped byte shows as a shorter result (or, one case, a length that is
+// 1 modulo 4, which no canonical payload has).
+func decodedExactly(encLen, n int) bool {
+	return encLen%4 != 1 && n == b64.DecodedLen(encLen)
 }
 
 func isDigit(b byte) bool { return '0' <= b && b <= '9' }

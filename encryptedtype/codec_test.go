@@ -183,6 +183,8 @@ func TestMalformedInput(t *testing.T) {
 		{"padding", "v1:" + base64.URLEncoding.EncodeToString(raw[:len(raw)-1]), ErrMalformed},
 		{"newline", "v1:" + payload[:8] + "\n" + payload[8:], ErrMalformed},
 		{"carriage return", "v1:" + payload[:8] + "\r" + payload[8:], ErrMalformed},
+		{"CRLF", "v1:" + payload[:8] + "\r\n" + payload[8:], ErrMalformed},
+		{"three line breaks", "v1:\n" + payload[:8] + "\n" + payload[8:] + "\n", ErrMalformed},
 		{"trailing space", "v1:" + payload + " ", ErrMalformed},
 		{"short", "v1:" + b64.EncodeToString(raw[:Overhead-1]), ErrMalformed},
 		{"unknown version", "v9:" + payload, ErrUnknownVersion},

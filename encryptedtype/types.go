@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"unsafe"
 )
 
 // ErrNull is returned when SQL NULL is scanned into a String, Bytes or JSON
@@ -50,11 +51,7 @@ func (s String) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := c.sealString(s.Plaintext())
-	if err != nil {
-		return nil, err
-	}
-	return string(v), nil
+	return c.sealString(s.Plaintext())
 }
 
 // Scan implements sql.Scanner: it decrypts a wire-format value given as a
@@ -65,7 +62,7 @@ func (s *String) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	str := string(pt)
+	str := ownedString(pt)
 	s.p = &str
 	return nil
 }
@@ -136,11 +133,7 @@ func (b Bytes) Value() (driver.Value, error) {
 	if b.p != nil {
 		pt = *b.p
 	}
-	v, err := c.sealString(pt)
-	if err != nil {
-		return nil, err
-	}
-	return string(v), nil
+	return c.sealString(pt)
 }
 
 // Scan implements sql.Scanner, like String.Scan.
@@ -149,7 +142,7 @@ func (b *Bytes) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	str := string(pt)
+	str := ownedString(pt)
 	b.p = &str
 	return nil
 }
@@ -221,7 +214,7 @@ func (j JSON[T]) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return string(v), nil
+	return ownedString(v), nil
 }
 
 // Scan implements sql.Scanner. The decrypted JSON is unmarshalled into a
@@ -284,6 +277,12 @@ func unmarshalJSON(b []byte, v any) error {
 	}
 	return err
 }
+
+// ownedString returns b as a string without copying. b must be a buffer
+// that the caller owns and never touches again: the decrypted plaintext
+// that scan returns is one (it is decrypted in place in a buffer scan
+// allocated).
+func ownedString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // scan decrypts what a driver hands to Scan with the default provider.
 func scan(src any) ([]byte, error) {
