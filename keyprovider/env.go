@@ -95,11 +95,17 @@ func ParseKeys(s string) ([]Key, error) {
 }
 
 func decodeKey(s string) ([]byte, error) {
-	s = strings.TrimRight(s, "=")
-	if strings.ContainsAny(s, "-_") {
-		return base64.RawURLEncoding.DecodeString(s)
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, base64.CorruptInputError(0)
 	}
-	return base64.RawStdEncoding.DecodeString(s)
+	// At most the canonical padding of a 32-byte key ("=").
+	if t := strings.TrimSuffix(s, "="); !strings.HasSuffix(t, "=") {
+		s = t
+	}
+	if strings.ContainsAny(s, "-_") {
+		return base64.RawURLEncoding.Strict().DecodeString(s)
+	}
+	return base64.RawStdEncoding.Strict().DecodeString(s)
 }
 
 // parseVersion parses a decimal key version: 1 … MaxVersion, no sign, no
@@ -127,18 +133,19 @@ func GenerateKey(version uint32) (Key, error) {
 
 // EncodeKeys returns keys in the text format that ParseKeys and FromEnv
 // read: "version:base64key" pairs (standard base64, padded) joined by
-// commas. The result is secret.
+// commas. Zero Keys are skipped. The result is secret.
 func EncodeKeys(keys ...Key) string {
 	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
+	for _, k := range keys {
+		if !k.Valid() {
+			continue
+		}
+		if b.Len() > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(strconv.FormatUint(uint64(k.version), 10))
 		b.WriteByte(':')
-		if k.secret != nil {
-			b.WriteString(base64.StdEncoding.EncodeToString(k.secret[:]))
-		}
+		b.WriteString(base64.StdEncoding.EncodeToString(k.secret.bytes()[:]))
 	}
 	return b.String()
 }

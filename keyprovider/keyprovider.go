@@ -42,8 +42,9 @@ var (
 	// the provider does not hold.
 	ErrUnknownVersion = errors.New("colcrypt: unknown key version")
 
-	// ErrInvalidKey is returned (wrapped) for key material of the wrong size
-	// or a version outside 1 … MaxVersion.
+	// ErrInvalidKey is returned (wrapped) for unusable key configuration:
+	// key material of the wrong size, a version outside 1 … MaxVersion, a
+	// bad passphrase, salt or Argon2 parameter, or an empty keyring.
 	ErrInvalidKey = errors.New("colcrypt: invalid key")
 )
 
@@ -78,7 +79,19 @@ type Reloader interface {
 // version. Use [Key.Bytes] to get the material.
 type Key struct {
 	version uint32
-	secret  *[KeySize]byte
+	secret  *keyMaterial
+}
+
+// keyMaterial holds a key's bytes behind a func value, which every
+// reflection-based printer shows only as an address. A plain pointer to the
+// bytes is not enough: fmt prints a Key that sits in an unexported field
+// (inside a Static, or a caller's struct) by reflection, without calling
+// Format, and for a verb that does not fit, such as %s, it dereferences the
+// pointer and prints every byte; go-spew, which testify uses for its
+// diffs, follows every pointer. The pointer to keyMaterial keeps Key
+// comparable, with == meaning the same key value.
+type keyMaterial struct {
+	bytes func() *[KeySize]byte
 }
 
 // NewKey returns a key of the given version holding a copy of secret, which
@@ -90,9 +103,9 @@ func NewKey(version uint32, secret []byte) (Key, error) {
 	if len(secret) != KeySize {
 		return Key{}, fmt.Errorf("%w: version %d is %d bytes, want %d", ErrInvalidKey, version, len(secret), KeySize)
 	}
-	k := Key{version: version, secret: new([KeySize]byte)}
-	copy(k.secret[:], secret)
-	return k, nil
+	b := new([KeySize]byte)
+	copy(b[:], secret)
+	return Key{version: version, secret: &keyMaterial{bytes: func() *[KeySize]byte { return b }}}, nil
 }
 
 // Version returns the key's version.
@@ -108,7 +121,7 @@ func (k Key) Bytes() []byte {
 		return nil
 	}
 	b := make([]byte, KeySize)
-	copy(b, k.secret[:])
+	copy(b, k.secret.bytes()[:])
 	return b
 }
 
@@ -161,10 +174,18 @@ func NewStatic(active uint32, keys ...Key) (*Static, error) {
 }
 
 // Active returns the active key.
-func (s *Static) Active() (Key, error) { return s.active, nil }
+func (s *Static) Active() (Key, error) {
+	if s == nil || !s.active.Valid() {
+		return Key{}, fmt.Errorf("%w: empty keyring (build a Static with NewStatic)", ErrInvalidKey)
+	}
+	return s.active, nil
+}
 
 // Key returns the key of the given version.
 func (s *Static) Key(version uint32) (Key, error) {
+	if s == nil {
+		return Key{}, fmt.Errorf("%w: %d (empty keyring)", ErrUnknownVersion, version)
+	}
 	k, ok := s.keys[version]
 	if !ok {
 		return Key{}, fmt.Errorf("%w: %d", ErrUnknownVersion, version)
@@ -174,6 +195,9 @@ func (s *Static) Key(version uint32) (Key, error) {
 
 // Versions returns the versions the keyring holds, in ascending order.
 func (s *Static) Versions() []uint32 {
+	if s == nil {
+		return nil
+	}
 	vs := make([]uint32, 0, len(s.keys))
 	for v := range s.keys {
 		vs = append(vs, v)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package keyprovider
+
+const raceEnabled = false
