@@ -63,10 +63,10 @@ import (
 type User struct {
 	ID       uint
 	Name     string
-	Email    encryptedtype.String
-	Phone    *encryptedtype.String // nullable: nil is stored as NULL
-	APIToken encryptedtype.String
-	Profile  encryptedtype.JSON[Profile] // marshalled to JSON, then encrypted
+	Email    encryptedtype.String        `gorm:"not null"`
+	Phone    *encryptedtype.String       // nullable: nil is stored as NULL
+	APIToken encryptedtype.String        `gorm:"not null"`
+	Profile  encryptedtype.JSON[Profile] `gorm:"not null"` // marshalled to JSON, then encrypted
 }
 
 // TableName keeps the example out of the way of any real users table.
