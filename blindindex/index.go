@@ -1,0 +1,505 @@
+package blindindex
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/colcrypt/colcrypt/keyprovider"
+)
+
+var (
+	// ErrConfig is returned (wrapped) by New for an invalid index name or
+	// configuration.
+	ErrConfig = errors.New("colcrypt: invalid blind index configuration")
+
+	// ErrMalformed is returned (wrapped) for a stored index value that is
+	// not in the format described in the package documentation.
+	ErrMalformed = errors.New("colcrypt: malformed blind index value")
+
+	// ErrUnknownVersion is returned (wrapped) when the keyring does not hold
+	// a root-key version. It is the same error as
+	// keyprovider.ErrUnknownVersion.
+	ErrUnknownVersion = keyprovider.ErrUnknownVersion
+
+	// ErrNoVersions is returned (wrapped) by Lookup when the keyring lists
+	// no versions.
+	ErrNoVersions = errors.New("colcrypt: blind index keyring lists no versions")
+
+	// ErrTooManyVersions is returned (wrapped) by LookupPair when more than
+	// two root-key versions are live; Lookup handles any number.
+	ErrTooManyVersions = errors.New("colcrypt: more than two blind index key versions are live (use Lookup)")
+)
+
+// MaxBits is the length of a full, untruncated index value: the 256 bits of
+// an HMAC-SHA256 (or of the slow mode's Argon2id output).
+const MaxBits = 256
+
+// MaxNameLen is the longest index name New accepts, in bytes.
+const MaxNameLen = 128
+
+// A Keyring supplies the versioned blind-index root keys and lists the live
+// versions, so that a lookup can match values written under every one of
+// them. *keyprovider.Static satisfies it.
+//
+// Like every Provider it must be safe for concurrent use and must not block
+// on I/O.
+type Keyring interface {
+	keyprovider.Provider
+
+	// Versions returns every version whose index values may still be
+	// stored, the active one included.
+	Versions() []uint32
+}
+
+// Config is the configuration of an Index. The zero Config is a full-length
+// (256-bit) HMAC index of the plaintext exactly as given.
+//
+// Changing Normalize, Bits or Slow changes every index value: the column must
+// then be rebuilt (or, to change them without downtime, a new index with a
+// new name and column built beside the old one).
+type Config struct {
+	// Normalize maps a plaintext to the form that is indexed, so that
+	// values the application considers equal ("A@x.com" and "a@x.com")
+	// get equal index values. Nil indexes the plaintext as it is. Compose
+	// normalisers with Chain.
+	Normalize Normalizer
+
+	// Bits is the length of the index value, from 1 to MaxBits; 0 means
+	// MaxBits. Fewer bits reveal less and return more false positives; see
+	// SuggestBits. A UNIQUE constraint needs enough bits that distinct
+	// values practically never collide.
+	Bits int
+
+	// Slow, when not nil, selects the slow mode: Argon2id keyed with the
+	// per-column key instead of HMAC-SHA256, for low-entropy values. Its
+	// zero fields take the defaults documented on Argon2id.
+	Slow *Argon2id
+}
+
+// An Index computes the blind index values of one column. It is safe for
+// concurrent use. Create it with New.
+type Index struct {
+	name   string
+	keys   Keyring
+	norm   Normalizer
+	bits   int
+	nbytes int  // ceil(bits/8)
+	mask   byte // applied to the last byte of the truncated MAC
+	mode   byte // 'b' (HMAC) or 'a' (Argon2id)
+	slow   Argon2id
+	info   string // HKDF info, binding name and parameters
+
+	mu     sync.Mutex                          // serialises cache writers
+	cache  atomic.Pointer[map[uint32]*derived] // copy on write
+	active atomic.Pointer[derived]             // the active version's entry, last seen
+}
+
+// derived holds what one root-key version gives an index.
+type derived struct {
+	key    keyprovider.Key // identity of the root key this was derived from
+	secret []byte          // the per-column key; never leaves the package
+	pool   sync.Pool       // of *macState, fast mode only
+}
+
+// macState is the per-call scratch space of the fast mode, pooled so that
+// computing an index value allocates only its result.
+type macState struct {
+	h       hash.Hash
+	sum     [sha256.Size]byte
+	scratch [256]byte
+	out     [maxValueLen]byte
+}
+
+// maxValueLen is the length of the longest index value:
+// "b4294967295:" and 43 base64url characters.
+const maxValueLen = 12 + 43
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// New returns the index called name, computing values under the root keys of
+// keys as configured by cfg.
+//
+// The name identifies the index in key derivation; it is conventionally
+// "<table>.<column>", and must be 1 to MaxNameLen bytes of ASCII letters,
+// digits and the characters . _ - /. Renaming an index changes every value.
+// Two columns must never share a name.
+func New(name string, keys Keyring, cfg Config) (*Index, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if keys == nil {
+		return nil, fmt.Errorf("%w: index %q: nil keyring", ErrConfig, name)
+	}
+	bits := cfg.Bits
+	if bits == 0 {
+		bits = MaxBits
+	}
+	if bits < 1 || bits > MaxBits {
+		return nil, fmt.Errorf("%w: index %q: Bits is %d, want 1 to %d (or 0 for %d)", ErrConfig, name, cfg.Bits, MaxBits, MaxBits)
+	}
+	ix := &Index{
+		name:   name,
+		keys:   keys,
+		norm:   cfg.Normalize,
+		bits:   bits,
+		nbytes: (bits + 7) / 8,
+		mask:   byte(0xff << uint((8-bits%8)%8)),
+		mode:   'b',
+	}
+	if cfg.Slow != nil {
+		p, err := cfg.Slow.withDefaults()
+		if err != nil {
+			return nil, fmt.Errorf("%w: index %q: %w", ErrConfig, name, err)
+		}
+		ix.mode, ix.slow = 'a', p
+		ix.info = "colcrypt/blindindex/v1|argon2id|t=" + strconv.FormatUint(uint64(p.Time), 10) +
+			"|m=" + strconv.FormatUint(uint64(p.MemoryKiB), 10) +
+			"|p=" + strconv.FormatUint(uint64(p.Threads), 10) +
+			"|bits=" + strconv.Itoa(bits) + "|name=" + name
+	} else {
+		ix.info = "colcrypt/blindindex/v1|hmac-sha256|bits=" + strconv.Itoa(bits) + "|name=" + name
+	}
+	ix.cache.Store(&map[uint32]*derived{})
+	return ix, nil
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("%w: index name must be 1 to %d bytes long", ErrConfig, MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-', c == '/':
+		default:
+			return fmt.Errorf("%w: index name %q: byte %d is not an ASCII letter, digit, '.', '_', '-' or '/'", ErrConfig, name, i)
+		}
+	}
+	return nil
+}
+
+// Name returns the index's name.
+func (ix *Index) Name() string { return ix.name }
+
+// Bits returns the length of the index's values in bits.
+func (ix *Index) Bits() int { return ix.bits }
+
+// Slow reports whether the index uses the slow (Argon2id) mode.
+func (ix *Index) Slow() bool { return ix.mode == 'a' }
+
+// Normalize returns plaintext as the index sees it: the result of the
+// configured normaliser, or plaintext itself when there is none.
+func (ix *Index) Normalize(plaintext string) string {
+	if ix.norm == nil {
+		return plaintext
+	}
+	return ix.norm(plaintext)
+}
+
+// Equal reports whether a and b are equal after normalisation, that is,
+// whether they are the same value as far as the index is concerned. Use it
+// to drop the false positives of a truncated index after decryption, or use
+// Filter.
+func (ix *Index) Equal(a, b string) bool { return ix.Normalize(a) == ix.Normalize(b) }
+
+// Compute returns the index value of plaintext under the active root key,
+// the value to store beside the encrypted column. It fails only when the
+// keyring has no usable active key.
+func (ix *Index) Compute(plaintext string) (string, error) {
+	k, err := ix.keys.Active()
+	if err != nil {
+		return "", err
+	}
+	d, err := ix.activeFor(k)
+	if err != nil {
+		return "", err
+	}
+	return ix.compute(d, k.Version(), plaintext), nil
+}
+
+// ComputeVersion returns the index value of plaintext under the given
+// root-key version, which need not be the active one.
+func (ix *Index) ComputeVersion(version uint32, plaintext string) (string, error) {
+	k, err := ix.keys.Key(version)
+	if err != nil {
+		return "", err
+	}
+	if k.Version() != version {
+		return "", fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, k.Version(), version)
+	}
+	d, err := ix.derivedFor(k)
+	if err != nil {
+		return "", err
+	}
+	return ix.compute(d, version, plaintext), nil
+}
+
+// Lookup returns the index values of plaintext under every live root-key
+// version (Keyring.Versions), in the keyring's order: the values a query
+// matches to find every row holding plaintext, whichever version wrote its
+// index. With database/sql and pgx, or sqlc:
+//
+//	values, err := emailIndex.Lookup(email)
+//	rows, err := db.QueryContext(ctx, "SELECT id, email FROM users WHERE email_bidx = ANY($1)", values)
+//
+// With a driver that cannot bind arrays, use "email_bidx IN (…)" with one
+// placeholder per value. With a truncated index the rows found include false
+// positives: drop them after decryption with Filter or Equal.
+//
+// PostgreSQL plans a prepared "= ANY($1)" again on every execution; see
+// LookupPair for a form it plans once.
+func (ix *Index) Lookup(plaintext string) ([]string, error) {
+	versions := ix.keys.Versions()
+	if len(versions) == 0 {
+		return nil, fmt.Errorf("%w: index %q", ErrNoVersions, ix.name)
+	}
+	norm := ix.Normalize(plaintext)
+	out := make([]string, 0, len(versions))
+	for _, v := range versions {
+		k, err := ix.keys.Key(v)
+		if err != nil {
+			return nil, err
+		}
+		if k.Version() != v {
+			return nil, fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, k.Version(), v)
+		}
+		d, err := ix.derivedFor(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ix.computeNormalized(d, v, norm))
+	}
+	return out, nil
+}
+
+// LookupPair returns the index values of plaintext for a query of fixed
+// shape with two parameters:
+//
+//	SELECT id, email FROM users WHERE email_bidx IN ($1, $2)
+//
+// active is the value under the active root-key version and other the value
+// under the other live version, or active again when only one version is
+// live. It fails with an error wrapping ErrTooManyVersions when more than
+// two versions are live, as they should not be for longer than a rotation.
+//
+// Use it on hot paths in place of Lookup and "= ANY($1)": PostgreSQL never
+// caches a generic plan for a prepared "= ANY($1)" (it cannot cost an array
+// of unknown length), so it plans that query again on every execution, which
+// costs tens of microseconds. "IN ($1, $2)" and "= $1" are planned once.
+func (ix *Index) LookupPair(plaintext string) (active, other string, err error) {
+	k, err := ix.keys.Active()
+	if err != nil {
+		return "", "", err
+	}
+	norm := ix.Normalize(plaintext)
+	d, err := ix.activeFor(k)
+	if err != nil {
+		return "", "", err
+	}
+	active = ix.computeNormalized(d, k.Version(), norm)
+	other = active
+	seen := false
+	for _, v := range ix.keys.Versions() {
+		if v == k.Version() {
+			continue
+		}
+		if seen {
+			return "", "", fmt.Errorf("%w: index %q", ErrTooManyVersions, ix.name)
+		}
+		seen = true
+		ko, err := ix.keys.Key(v)
+		if err != nil {
+			return "", "", err
+		}
+		if ko.Version() != v {
+			return "", "", fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, ko.Version(), v)
+		}
+		do, err := ix.derivedFor(ko)
+		if err != nil {
+			return "", "", err
+		}
+		other = ix.computeNormalized(do, v, norm)
+	}
+	return active, other, nil
+}
+
+// IsCurrent reports whether value, a stored index value of this index, was
+// computed under the active root-key version, so that a rotation job can
+// tell which values to recompute. It returns an error wrapping ErrMalformed
+// for a value that does not parse, or that is not of this index's mode or
+// length.
+func (ix *Index) IsCurrent(value string) (bool, error) {
+	mode, v, mac, err := parseValue(value)
+	if err != nil {
+		return false, err
+	}
+	if mode != ix.mode || len(mac) != ix.nbytes {
+		return false, fmt.Errorf("%w: index %q: value is not of this index's mode and length", ErrMalformed, ix.name)
+	}
+	k, err := ix.keys.Active()
+	if err != nil {
+		return false, err
+	}
+	return k.Version() == v, nil
+}
+
+// Version returns the root-key version a stored index value names, without
+// any key. Errors wrap ErrMalformed.
+func Version(value string) (uint32, error) {
+	_, v, _, err := parseValue(value)
+	return v, err
+}
+
+// compute normalises plaintext and computes its index value.
+func (ix *Index) compute(d *derived, version uint32, plaintext string) string {
+	if ix.norm != nil {
+		plaintext = ix.norm(plaintext)
+	}
+	return ix.computeNormalized(d, version, plaintext)
+}
+
+// computeNormalized computes the index value of an already normalised
+// plaintext.
+func (ix *Index) computeNormalized(d *derived, version uint32, s string) string {
+	if ix.mode == 'a' {
+		return ix.computeSlow(d, version, s)
+	}
+	st := d.pool.Get().(*macState)
+	st.h.Reset()
+	for len(s) > 0 {
+		n := copy(st.scratch[:], s)
+		st.h.Write(st.scratch[:n])
+		s = s[n:]
+	}
+	sum := st.h.Sum(st.sum[:0])
+	n := ix.encode(st.out[:], version, sum)
+	v := string(st.out[:n])
+	d.pool.Put(st)
+	return v
+}
+
+// encode writes the stored form of the MAC sum under version into out and
+// returns its length. It truncates and masks sum in place.
+func (ix *Index) encode(out []byte, version uint32, sum []byte) int {
+	sum = sum[:ix.nbytes]
+	sum[len(sum)-1] &= ix.mask
+	p := strconv.AppendUint(append(out[:0], ix.mode), uint64(version), 10)
+	p = append(p, ':')
+	n := len(p) + b64.EncodedLen(len(sum))
+	b64.Encode(out[len(p):n], sum)
+	return n
+}
+
+// derivedFor returns the cached per-column key of root key k, deriving it
+// on first use.
+func (ix *Index) derivedFor(k keyprovider.Key) (*derived, error) {
+	if d, ok := (*ix.cache.Load())[k.Version()]; ok && d.key == k {
+		return d, nil
+	}
+	return ix.derive(k)
+}
+
+// activeFor is derivedFor for the active key, with a one-entry fast path.
+func (ix *Index) activeFor(k keyprovider.Key) (*derived, error) {
+	if d := ix.active.Load(); d != nil && d.key == k {
+		return d, nil
+	}
+	d, err := ix.derivedFor(k)
+	if err == nil {
+		ix.active.Store(d)
+	}
+	return d, err
+}
+
+func (ix *Index) derive(k keyprovider.Key) (*derived, error) {
+	if !k.Valid() {
+		return nil, fmt.Errorf("%w: keyring returned a zero key", keyprovider.ErrInvalidKey)
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	old := *ix.cache.Load()
+	root := k.Bytes()
+	defer clear(root)
+	if d, ok := old[k.Version()]; ok {
+		if d.key == k {
+			return d, nil
+		}
+		// A reloading keyring handed out a new Key value for a version we
+		// know: keep the derived key if the material is the same.
+		prev := d.key.Bytes()
+		same := bytes.Equal(prev, root)
+		clear(prev)
+		if same {
+			nd := &derived{key: k, secret: d.secret}
+			nd.pool.New = d.pool.New
+			return ix.store(old, nd), nil
+		}
+	}
+	secret, err := hkdf.Key(sha256.New, root, nil, ix.info, 32)
+	if err != nil {
+		return nil, fmt.Errorf("colcrypt: blind index %q: deriving the key of version %d: %w", ix.name, k.Version(), err)
+	}
+	d := &derived{key: k, secret: secret}
+	if ix.mode == 'b' {
+		d.pool.New = func() any { return &macState{h: hmac.New(sha256.New, secret)} }
+	}
+	return ix.store(old, d), nil
+}
+
+// store publishes a new cache map holding d; ix.mu must be held.
+func (ix *Index) store(old map[uint32]*derived, d *derived) *derived {
+	m := make(map[uint32]*derived, len(old)+1)
+	for v, e := range old {
+		m[v] = e
+	}
+	m[d.key.Version()] = d
+	ix.cache.Store(&m)
+	return d
+}
+
+// parseValue splits a stored index value into its mode letter, version and
+// raw (truncated) MAC.
+func parseValue(value string) (mode byte, version uint32, mac []byte, err error) {
+	const maxLen = maxValueLen
+	if len(value) > maxLen {
+		return 0, 0, nil, fmt.Errorf("%w: %d bytes is longer than any index value", ErrMalformed, len(value))
+	}
+	if len(value) < 4 || (value[0] != 'b' && value[0] != 'a') {
+		return 0, 0, nil, fmt.Errorf("%w: does not start with b<version>: or a<version>:", ErrMalformed)
+	}
+	i := 1
+	for i < len(value) && '0' <= value[i] && value[i] <= '9' {
+		i++
+	}
+	digits := value[1:i]
+	if i == len(value) || value[i] != ':' || len(digits) == 0 {
+		return 0, 0, nil, fmt.Errorf("%w: does not start with b<version>: or a<version>:", ErrMalformed)
+	}
+	if digits[0] == '0' || len(digits) > 10 {
+		return 0, 0, nil, fmt.Errorf("%w: version is not a number from 1 to %d", ErrMalformed, uint32(keyprovider.MaxVersion))
+	}
+	v, perr := strconv.ParseUint(digits, 10, 32)
+	if perr != nil {
+		return 0, 0, nil, fmt.Errorf("%w: version is not a number from 1 to %d", ErrMalformed, uint32(keyprovider.MaxVersion))
+	}
+	payload := value[i+1:]
+	for j := 0; j < len(payload); j++ {
+		if payload[j] == '\r' || payload[j] == '\n' {
+			return 0, 0, nil, fmt.Errorf("%w: line break in value", ErrMalformed)
+		}
+	}
+	mac, derr := b64.DecodeString(payload)
+	if derr != nil || len(mac) == 0 || len(mac) > sha256.Size {
+		return 0, 0, nil, fmt.Errorf("%w: version %d: payload is not 1 to %d bytes of base64url", ErrMalformed, v, sha256.Size)
+	}
+	return value[0], uint32(v), mac, nil
+}

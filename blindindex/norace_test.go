@@ -1,0 +1,5 @@
+//go:build !race
+
+package blindindex_test
+
+const raceEnabled = false

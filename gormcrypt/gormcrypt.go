@@ -1,0 +1,648 @@
+// Package gormcrypt connects colcrypt's blind indexes to GORM: a column type
+// for index fields, a plugin that fills them in from the encrypted field they
+// index on every Create, Save and Update, and a query scope that finds rows
+// by plaintext over every live index-key version.
+//
+// A model declares an index field with a colcrypt struct tag naming the
+// index (a *blindindex.Index registered with the plugin) and the encrypted
+// field it is computed from:
+//
+//	type User struct {
+//		ID        uint
+//		Email     encryptedtype.String
+//		EmailBidx gormcrypt.BlindIndex `gorm:"uniqueIndex" colcrypt:"blindindex:users.email;source:Email"`
+//	}
+//
+//	emails, err := blindindex.New("users.email", indexKeys, blindindex.Config{
+//		Normalize: blindindex.Chain(blindindex.TrimSpace, blindindex.NFKC, blindindex.Fold),
+//	})
+//	err = db.Use(gormcrypt.New(emails))
+//
+//	db.Create(&User{Email: encryptedtype.NewString("Alice@Example.com")})
+//	var u User
+//	err = db.Scopes(gormcrypt.Where("Email", "alice@example.com")).First(&u).Error
+//
+// The source field may be an encryptedtype.String or Bytes, a string or
+// []byte, or a pointer to one of them; a nil pointer gives a NULL index. The
+// index field may be a BlindIndex, *BlindIndex, string or *string.
+//
+// What the plugin sees: it computes index values in GORM callbacks from the
+// values GORM is about to write, so it covers Create (one row, a slice,
+// CreateInBatches, maps), Save, Updates with a struct or a map, Update and
+// UpdateColumn(s) on a model. It cannot see SQL it does not build: Exec, Raw,
+// gorm.Expr values (rejected with ErrUnsupportedValue), and statements
+// without a model, such as db.Table("users").Updates(map…). Keep index
+// fields out of Omit.
+//
+// This package imports GORM; package blindindex does not, and is what
+// database/sql and sqlc code uses directly.
+package gormcrypt
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/colcrypt/colcrypt/blindindex"
+	"github.com/colcrypt/colcrypt/encryptedtype"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
+)
+
+// PluginName is the name the plugin registers under in gorm.Config.Plugins.
+const PluginName = "colcrypt:blindindex"
+
+// TagKey is the struct tag key of index fields.
+const TagKey = "colcrypt"
+
+var (
+	// ErrNoPlugin is returned (through the statement's error) by Where when
+	// the plugin is not registered on the *gorm.DB.
+	ErrNoPlugin = errors.New("gormcrypt: plugin not registered (call db.Use(gormcrypt.New(indexes...)))")
+
+	// ErrUnknownIndex is returned when a model's tag names an index that
+	// was not given to New.
+	ErrUnknownIndex = errors.New("gormcrypt: blind index not registered with the plugin")
+
+	// ErrTag is returned for a malformed colcrypt struct tag, an index
+	// field or source field of an unsupported type, or a source field
+	// that does not exist.
+	ErrTag = errors.New("gormcrypt: invalid colcrypt struct tag")
+
+	// ErrUnsupportedValue is returned when a source value is written in a
+	// form the plugin cannot compute an index from, such as a gorm.Expr in
+	// Updates(map…): writing it would leave the index stale.
+	ErrUnsupportedValue = errors.New("gormcrypt: cannot compute a blind index from this value")
+
+	// ErrNoField is returned by Where for a field that is neither an index
+	// field nor the source of exactly one.
+	ErrNoField = errors.New("gormcrypt: no blind index for this field")
+)
+
+// BlindIndex is the column type of a blind-index field: it holds a stored
+// index value ("b<version>:…"), which the plugin computes. The zero
+// BlindIndex is SQL NULL, which a source holding nil gives. AutoMigrate
+// creates a text column; add gorm:"index" or gorm:"uniqueIndex" for the
+// B-tree a lookup needs.
+type BlindIndex struct{ v string }
+
+// String returns the stored index value, or "" for NULL. Index values are
+// not secret but do reveal which rows are equal.
+func (b BlindIndex) String() string { return b.v }
+
+// Valid reports whether b holds a value (is not NULL).
+func (b BlindIndex) Valid() bool { return b.v != "" }
+
+// Value implements driver.Valuer: the stored text, or NULL for the zero
+// BlindIndex.
+func (b BlindIndex) Value() (driver.Value, error) {
+	if b.v == "" {
+		return nil, nil
+	}
+	return b.v, nil
+}
+
+// Scan implements sql.Scanner: it accepts text, bytes and NULL.
+func (b *BlindIndex) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		b.v = ""
+	case string:
+		b.v = v
+	case []byte:
+		b.v = string(v)
+	default:
+		return fmt.Errorf("gormcrypt: cannot scan a %T into a BlindIndex", src)
+	}
+	return nil
+}
+
+// GormDataType tells AutoMigrate to create a text column.
+func (BlindIndex) GormDataType() string { return "text" }
+
+// Plugin is the GORM plugin that fills in blind-index fields. Create it with
+// New and register it with db.Use.
+type Plugin struct {
+	indexes  []*blindindex.Index
+	byName   map[string]*blindindex.Index
+	bindings sync.Map // *schema.Schema → *modelBindings
+}
+
+// New returns a plugin computing the given indexes. Each index is found by
+// its name (blindindex.Index.Name) from the tags of model fields.
+func New(indexes ...*blindindex.Index) *Plugin {
+	return &Plugin{indexes: indexes}
+}
+
+// Name implements gorm.Plugin.
+func (p *Plugin) Name() string { return PluginName }
+
+// Initialize implements gorm.Plugin: it checks the indexes and registers
+// the callbacks. It fails for a nil index or two indexes with one name.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	p.byName = make(map[string]*blindindex.Index, len(p.indexes))
+	for _, ix := range p.indexes {
+		if ix == nil {
+			return fmt.Errorf("%w: nil *blindindex.Index", ErrUnknownIndex)
+		}
+		if _, dup := p.byName[ix.Name()]; dup {
+			return fmt.Errorf("gormcrypt: two blind indexes are called %q", ix.Name())
+		}
+		p.byName[ix.Name()] = ix
+	}
+	if err := db.Callback().Create().Before("gorm:create").After("gorm:before_create").
+		Register("colcrypt:blindindex_create", p.beforeCreate); err != nil {
+		return err
+	}
+	return db.Callback().Update().Before("gorm:update").After("gorm:before_update").
+		Register("colcrypt:blindindex_update", p.beforeUpdate)
+}
+
+// binding is one index field of a model.
+type binding struct {
+	index  *blindindex.Index
+	field  *schema.Field // the index field
+	source *schema.Field // the encrypted field it is computed from
+}
+
+type modelBindings struct {
+	list []binding
+	err  error
+}
+
+// bindingsFor returns the index fields of the model s, parsing its tags once.
+func (p *Plugin) bindingsFor(s *schema.Schema) ([]binding, error) {
+	if v, ok := p.bindings.Load(s); ok {
+		mb := v.(*modelBindings)
+		return mb.list, mb.err
+	}
+	mb := &modelBindings{}
+	mb.list, mb.err = p.parseBindings(s)
+	v, _ := p.bindings.LoadOrStore(s, mb)
+	mb = v.(*modelBindings)
+	return mb.list, mb.err
+}
+
+func (p *Plugin) parseBindings(s *schema.Schema) ([]binding, error) {
+	var list []binding
+	for _, f := range s.Fields {
+		tag, ok := f.Tag.Lookup(TagKey)
+		if !ok {
+			continue
+		}
+		indexName, sourceName, err := parseTag(tag)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s.%s: %w", ErrTag, s.Name, f.Name, err)
+		}
+		ix, ok := p.byName[indexName]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s.%s names index %q", ErrUnknownIndex, s.Name, f.Name, indexName)
+		}
+		if f.DBName == "" {
+			return nil, fmt.Errorf("%w: %s.%s is not a column", ErrTag, s.Name, f.Name)
+		}
+		if !indexFieldType(f.FieldType) {
+			return nil, fmt.Errorf("%w: %s.%s is a %s; an index field must be a gormcrypt.BlindIndex, *gormcrypt.BlindIndex, string or *string", ErrTag, s.Name, f.Name, f.FieldType)
+		}
+		src := s.LookUpField(sourceName)
+		if src == nil {
+			return nil, fmt.Errorf("%w: %s.%s: source field %q does not exist", ErrTag, s.Name, f.Name, sourceName)
+		}
+		if src == f {
+			return nil, fmt.Errorf("%w: %s.%s is its own source", ErrTag, s.Name, f.Name)
+		}
+		if !sourceFieldType(src.FieldType) {
+			return nil, fmt.Errorf("%w: %s.%s: source field %s is a %s; it must be an encryptedtype.String or Bytes, a string or []byte, or a pointer to one", ErrTag, s.Name, f.Name, src.Name, src.FieldType)
+		}
+		list = append(list, binding{index: ix, field: f, source: src})
+	}
+	return list, nil
+}
+
+// parseTag parses "blindindex:<name>;source:<field>".
+func parseTag(tag string) (index, source string, err error) {
+	for part := range strings.SplitSeq(tag, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, ":")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || v == "" {
+			return "", "", fmt.Errorf("%q is not key:value", part)
+		}
+		switch strings.ToLower(k) {
+		case "blindindex":
+			index = v
+		case "source":
+			source = v
+		default:
+			return "", "", fmt.Errorf("unknown key %q (want blindindex and source)", k)
+		}
+	}
+	if index == "" || source == "" {
+		return "", "", errors.New(`want colcrypt:"blindindex:<index name>;source:<field>"`)
+	}
+	return index, source, nil
+}
+
+var (
+	typeBlindIndex = reflect.TypeFor[BlindIndex]()
+	typeString     = reflect.TypeFor[string]()
+)
+
+func indexFieldType(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t == typeBlindIndex || t == typeString
+}
+
+func sourceFieldType(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t {
+	case reflect.TypeFor[encryptedtype.String](), reflect.TypeFor[encryptedtype.Bytes](), typeString, reflect.TypeFor[[]byte]():
+		return true
+	}
+	return false
+}
+
+// plaintextOf returns the plaintext a source value holds, with null true for
+// a nil pointer or nil.
+func plaintextOf(v any) (s string, null bool, err error) {
+	switch v := v.(type) {
+	case nil:
+		return "", true, nil
+	case encryptedtype.String:
+		return v.Plaintext(), false, nil
+	case *encryptedtype.String:
+		if v == nil {
+			return "", true, nil
+		}
+		return v.Plaintext(), false, nil
+	case encryptedtype.Bytes:
+		return string(v.Plaintext()), false, nil
+	case *encryptedtype.Bytes:
+		if v == nil {
+			return "", true, nil
+		}
+		return string(v.Plaintext()), false, nil
+	case string:
+		return v, false, nil
+	case *string:
+		if v == nil {
+			return "", true, nil
+		}
+		return *v, false, nil
+	case []byte:
+		return string(v), false, nil
+	case *[]byte:
+		if v == nil {
+			return "", true, nil
+		}
+		return string(*v), false, nil
+	}
+	return "", false, fmt.Errorf("%w: a %T", ErrUnsupportedValue, v)
+}
+
+// compute returns the index value for a source value: "" and null for NULL.
+func (b binding) compute(src any) (value string, null bool, err error) {
+	pt, null, err := plaintextOf(src)
+	if err != nil || null {
+		return "", null, err
+	}
+	v, err := b.index.Compute(pt)
+	if err != nil {
+		return "", false, fmt.Errorf("gormcrypt: computing blind index %q of %s: %w", b.index.Name(), b.source.Name, err)
+	}
+	return v, false, nil
+}
+
+// typed converts an index value to the Go type of the index field.
+func (b binding) typed(value string, null bool) reflect.Value {
+	t := b.field.FieldType
+	if null {
+		return reflect.Zero(t)
+	}
+	var v reflect.Value
+	if t.Kind() == reflect.Pointer {
+		v = reflect.New(t.Elem())
+		setBase(v.Elem(), value)
+	} else {
+		v = reflect.New(t).Elem()
+		setBase(v, value)
+	}
+	return v
+}
+
+func setBase(v reflect.Value, value string) {
+	if v.Type() == typeBlindIndex {
+		v.Set(reflect.ValueOf(BlindIndex{value}))
+	} else {
+		v.SetString(value)
+	}
+}
+
+// fill computes the index of b from the struct rv and stores it there.
+func (b binding) fill(ctx context.Context, rv reflect.Value) error {
+	src, _ := b.source.ValueOf(ctx, rv)
+	value, null, err := b.compute(src)
+	if err != nil {
+		return err
+	}
+	b.field.ReflectValueOf(ctx, rv).Set(b.typed(value, null))
+	return nil
+}
+
+// fillMap computes the index of b into m when m writes its source.
+func (b binding) fillMap(m map[string]any, written func(*schema.Field) bool) error {
+	src, ok := m[b.source.DBName]
+	if !ok {
+		if src, ok = m[b.source.Name]; !ok {
+			return nil
+		}
+	}
+	if !written(b.source) {
+		return nil
+	}
+	value, null, err := b.compute(src)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.source.Name, err)
+	}
+	delete(m, b.field.Name)
+	if null {
+		m[b.field.DBName] = nil
+	} else {
+		m[b.field.DBName] = BlindIndex{value}
+	}
+	return nil
+}
+
+// ensureSelected adds the index column to a restricted Select, so that it is
+// written with its source.
+func ensureSelected(stmt *gorm.Statement, f *schema.Field, selected map[string]bool, restricted bool) {
+	if restricted {
+		if v, ok := selected[f.DBName]; !ok || !v {
+			stmt.Selects = append(stmt.Selects, f.DBName)
+			selected[f.DBName] = true
+		}
+	}
+}
+
+// beforeCreate fills in index fields before INSERT.
+func (p *Plugin) beforeCreate(db *gorm.DB) {
+	stmt := db.Statement
+	if db.Error != nil || stmt.Schema == nil {
+		return
+	}
+	list, err := p.bindingsFor(stmt.Schema)
+	if err != nil {
+		db.AddError(err)
+		return
+	}
+	if len(list) == 0 {
+		return
+	}
+	selected, restricted := stmt.SelectAndOmitColumns(true, false)
+	written := func(f *schema.Field) bool {
+		v, ok := selected[f.DBName]
+		return (ok && v) || (!ok && !restricted)
+	}
+	if maps, ok := destMaps(stmt.Dest); ok {
+		for _, m := range maps {
+			for _, b := range list {
+				if err := b.fillMap(m, written); err != nil {
+					db.AddError(err)
+					return
+				}
+				if _, ok := m[b.field.DBName]; ok {
+					ensureSelected(stmt, b.field, selected, restricted)
+				}
+			}
+		}
+		return
+	}
+	for _, b := range list {
+		if !written(b.source) {
+			continue
+		}
+		if err := eachStruct(stmt.ReflectValue, func(rv reflect.Value) error { return b.fill(stmt.Context, rv) }); err != nil {
+			db.AddError(err)
+			return
+		}
+		ensureSelected(stmt, b.field, selected, restricted)
+	}
+}
+
+// beforeUpdate fills in index fields before UPDATE, for the sources the
+// statement writes.
+func (p *Plugin) beforeUpdate(db *gorm.DB) {
+	stmt := db.Statement
+	if db.Error != nil || stmt.Schema == nil {
+		return
+	}
+	list, err := p.bindingsFor(stmt.Schema)
+	if err != nil {
+		db.AddError(err)
+		return
+	}
+	if len(list) == 0 {
+		return
+	}
+	selected, restricted := stmt.SelectAndOmitColumns(false, true)
+	written := func(f *schema.Field) bool {
+		v, ok := selected[f.DBName]
+		return f.Updatable && ((ok && v) || (!ok && !restricted))
+	}
+	if maps, ok := destMaps(stmt.Dest); ok {
+		for _, m := range maps {
+			for _, b := range list {
+				if err := b.fillMap(m, written); err != nil {
+					db.AddError(err)
+					return
+				}
+				if _, ok := m[b.field.DBName]; ok {
+					ensureSelected(stmt, b.field, selected, restricted)
+				}
+			}
+		}
+		return
+	}
+
+	// A struct (or slice) is written: Save, Updates(struct).
+	dest := reflect.ValueOf(stmt.Dest)
+	for dest.Kind() == reflect.Pointer && !dest.IsNil() {
+		dest = dest.Elem()
+	}
+	if dest.Kind() == reflect.Struct && dest.Type() != stmt.Schema.ModelType {
+		// Updates with a struct of another type: GORM matches fields by
+		// column name, so look the index up in that struct's schema.
+		ds := &gorm.Statement{DB: stmt.DB}
+		if err := ds.Parse(stmt.Dest); err != nil {
+			return
+		}
+		list, err = p.bindingsFor(ds.Schema)
+		if err != nil {
+			db.AddError(err)
+			return
+		}
+	}
+	if dest.Kind() == reflect.Struct && !dest.CanAddr() {
+		// Updates(User{…}) passes a struct by value: write into a copy.
+		cp := reflect.New(dest.Type())
+		cp.Elem().Set(dest)
+		stmt.Dest, dest = cp.Interface(), cp.Elem()
+	}
+	for _, b := range list {
+		if !written(b.source) {
+			continue
+		}
+		err := eachStruct(dest, func(rv reflect.Value) error {
+			// Updates(struct) skips zero fields unless they are selected.
+			if v, ok := selected[b.source.DBName]; !(ok && v) {
+				if _, zero := b.source.ValueOf(stmt.Context, rv); zero {
+					return nil
+				}
+			}
+			ensureSelected(stmt, b.field, selected, restricted)
+			return b.fill(stmt.Context, rv)
+		})
+		if err != nil {
+			db.AddError(err)
+			return
+		}
+	}
+}
+
+// destMaps returns the maps of a map destination.
+func destMaps(dest any) ([]map[string]any, bool) {
+	switch d := dest.(type) {
+	case map[string]any:
+		return []map[string]any{d}, true
+	case *map[string]any:
+		if d == nil {
+			return nil, true
+		}
+		return []map[string]any{*d}, true
+	case []map[string]any:
+		return d, true
+	case *[]map[string]any:
+		if d == nil {
+			return nil, true
+		}
+		return *d, true
+	}
+	return nil, false
+}
+
+// eachStruct calls fn for the struct rv, or for every struct of the slice or
+// array rv, skipping nil pointers.
+func eachStruct(rv reflect.Value, fn func(reflect.Value) error) error {
+	for rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return nil
+		}
+		rv = rv.Elem()
+	}
+	switch rv.Kind() {
+	case reflect.Struct:
+		if !rv.CanAddr() {
+			return gorm.ErrInvalidValue
+		}
+		return fn(rv)
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < rv.Len(); i++ {
+			if err := eachStruct(rv.Index(i), fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Where returns a GORM scope that keeps the rows whose field equals
+// plaintext, by matching the field's blind index against the index values of
+// plaintext under every live index-key version:
+//
+//	db.Scopes(gormcrypt.Where("Email", "alice@example.com")).First(&u)
+//
+// field names the encrypted source field (Go name or column name) of
+// exactly one index field of the statement's model, or an index field
+// itself. The condition is "<table>.<index column> IN (…)" (or "= …" with
+// one live version), which a B-tree index on the index column serves.
+//
+// With a truncated index the result can hold rows of other values (false
+// positives): use Find and blindindex.Filter rather than First.
+func Where(field, plaintext string) func(*gorm.DB) *gorm.DB {
+	return func(db *gorm.DB) *gorm.DB {
+		p, ok := db.Config.Plugins[PluginName].(*Plugin)
+		if !ok {
+			db.AddError(ErrNoPlugin)
+			return db
+		}
+		stmt := db.Statement
+		model := stmt.Model
+		if model == nil {
+			model = stmt.Dest
+		}
+		if model == nil {
+			db.AddError(fmt.Errorf("%w: gormcrypt.Where needs a model (db.Model(&User{}) or a destination)", ErrNoField))
+			return db
+		}
+		if err := stmt.Parse(model); err != nil {
+			db.AddError(err)
+			return db
+		}
+		list, err := p.bindingsFor(stmt.Schema)
+		if err != nil {
+			db.AddError(err)
+			return db
+		}
+		b, err := pick(list, stmt.Schema, field)
+		if err != nil {
+			db.AddError(err)
+			return db
+		}
+		values, err := b.index.Lookup(plaintext)
+		if err != nil {
+			db.AddError(fmt.Errorf("gormcrypt: looking up blind index %q: %w", b.index.Name(), err))
+			return db
+		}
+		in := make([]any, len(values))
+		for i, v := range values {
+			in[i] = v
+		}
+		return db.Where(clause.IN{Column: clause.Column{Table: clause.CurrentTable, Name: b.field.DBName}, Values: in})
+	}
+}
+
+// pick finds the binding that field names.
+func pick(list []binding, s *schema.Schema, field string) (binding, error) {
+	f := s.LookUpField(field)
+	if f == nil {
+		return binding{}, fmt.Errorf("%w: %s has no field %q", ErrNoField, s.Name, field)
+	}
+	var found []binding
+	for _, b := range list {
+		if b.field == f {
+			return b, nil
+		}
+		if b.source == f {
+			found = append(found, b)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return binding{}, fmt.Errorf("%w: %s.%s has no blind index", ErrNoField, s.Name, f.Name)
+	case 1:
+		return found[0], nil
+	}
+	return binding{}, fmt.Errorf("%w: %s.%s has %d blind indexes: name the index field instead", ErrNoField, s.Name, f.Name, len(found))
+}
