@@ -125,6 +125,17 @@ func (b *BlindIndex) Scan(src any) error {
 // GormDataType tells AutoMigrate to create a text column.
 func (BlindIndex) GormDataType() string { return "text" }
 
+// GormDBDataType picks the column type per database: MySQL and MariaDB
+// cannot put a UNIQUE index on TEXT without a prefix length, so there the
+// column is VARCHAR(64), which holds every index value (at most 55 bytes:
+// "b4294967295:" and 43 characters of base64url).
+func (BlindIndex) GormDBDataType(db *gorm.DB, _ *schema.Field) string {
+	if db.Dialector.Name() == "mysql" {
+		return "varchar(64)"
+	}
+	return "text"
+}
+
 // Plugin is the GORM plugin that fills in blind-index fields. Create it with
 // New and register it with db.Use.
 type Plugin struct {
