@@ -18,7 +18,10 @@
 //
 // [Static] is a fixed keyring; [FromEnv] builds one from environment
 // variables, and [GenerateKey] and [EncodeKeys] make the text those variables
-// hold.
+// hold. [NewPassphrase] derives keys from passphrases as the original Node.js
+// design did. Package keytable keeps keys in a database table, wrapped by a
+// [KEK] ([LocalKEK] here, a cloud KMS in package cloudkek), and refreshes
+// them in the background.
 package keyprovider
 
 import (
