@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/colcrypt/colcrypt/keyprovider"
+	"github.com/colcrypt/colcrypt/rotation"
+)
+
+// keygen prints a new key, or the environment's keyring with a new key
+// added and made active.
+func keygen(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keygen", nil)
+	version := fs.Uint64("version", 0, "version of the new key (default: 1, or one more than the keyring's highest with --add)")
+	add := fs.Bool("add", false, "print the keyring from the environment with the new key added and active")
+	index := fs.Bool("index", false, "with --add, the blind index keyring (COLCRYPT_INDEX_KEYS)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *version > keyprovider.MaxVersion {
+		return usagef("--version must be from 1 to %d", uint32(keyprovider.MaxVersion))
+	}
+	if *index && !*add {
+		return usagef("--index goes with --add (without it, keygen prints a key that can be either)")
+	}
+	keysVar, activeVar := keyprovider.EnvKeys, keyprovider.EnvActiveKey
+	if *index {
+		keysVar, activeVar = envIndexKeys, envActiveIndexKey
+	}
+	var existing []keyprovider.Key
+	if *add {
+		if raw := os.Getenv(keysVar); strings.TrimSpace(raw) != "" {
+			keys, err := keyprovider.ParseKeys(raw)
+			if err != nil {
+				return fmt.Errorf("environment variable %s: %w", keysVar, err)
+			}
+			existing = keys
+		}
+	}
+	v := uint32(*version)
+	if v == 0 {
+		v = 1
+		for _, k := range existing {
+			if k.Version() >= v {
+				if k.Version() == keyprovider.MaxVersion {
+					return fmt.Errorf("%s already holds the largest version, %d; pass --version", keysVar, k.Version())
+				}
+				v = k.Version() + 1
+			}
+		}
+	}
+	for _, k := range existing {
+		if k.Version() == v {
+			return fmt.Errorf("%s already holds a key of version %d: a version names one key forever", keysVar, v)
+		}
+	}
+	key, err := keyprovider.GenerateKey(v)
+	if err != nil {
+		return err
+	}
+	if !*add {
+		fmt.Fprintln(stdout, keyprovider.EncodeKeys(key))
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s=%s\n%s=%d\n", keysVar, keyprovider.EncodeKeys(append(existing, key)...), activeVar, v)
+	fmt.Fprintf(stderr, "colcrypt keygen: key version %d added to %s and made active (%s); this output is secret.\n"+
+		"Deploy both variables to every application instance, then run `colcrypt rotate`; keep the old versions until `colcrypt status` shows no value left on them.\n",
+		v, keysVar, activeVar)
+	return nil
+}
+
+// status prints the census of a table.
+func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var tf tableFlags
+	fs := newFlagSet("status", &tf)
+	check := fs.Bool("check", false, "exit 3 unless every value is under the active versions")
+	decrypt := fs.Bool("decrypt", false, "decrypt every value, to count those that fail authentication")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := tf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	var c *rotation.Census
+	if *decrypt {
+		c, err = st.job.Verify(ctx, rotation.VerifyOptions{SkipIndexes: true})
+		if err != nil && !errors.Is(err, rotation.ErrFailures) {
+			return err
+		}
+	} else if c, err = st.job.Census(ctx); err != nil {
+		return err
+	}
+	printCensus(stdout, c, st)
+	if c.FailureCount > 0 {
+		return codedError{exitFailures, fmt.Errorf("%d values do not decrypt; `colcrypt verify` lists them", c.FailureCount)}
+	}
+	if *check && !c.Done() {
+		return codedError{exitFailures, fmt.Errorf("%d rows are still to rotate", c.Pending)}
+	}
+	return nil
+}
+
+// printCensus writes a census as tables.
+func printCensus(w io.Writer, c *rotation.Census, st *setup) {
+	t := c.Table
+	fmt.Fprintf(w, "Table %s (primary key %s): %d rows\n", t, strconv.Quote(t.PrimaryKey), c.Rows)
+	fmt.Fprintf(w, "Data key: version %d active; keyring holds %s\n", c.ActiveVersion, versionList(st.keys.Versions()))
+	if st.ikeys != nil {
+		a, _ := st.ikeys.Active()
+		fmt.Fprintf(w, "Index key: version %d active; keyring holds %s\n", a.Version(), versionList(st.ikeys.Versions()))
+	}
+	fmt.Fprintln(w)
+
+	// One column per key version found, and the active one.
+	seen := map[uint32]bool{c.ActiveVersion: true}
+	for _, col := range c.Columns {
+		for v := range col.Versions {
+			seen[v] = true
+		}
+	}
+	versions := sortedKeys(seen)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := []string{"COLUMN"}
+	for _, v := range versions {
+		header = append(header, versionLabel(v, c.ActiveVersion))
+	}
+	header = append(header, "NULL", "PLAINTEXT", "MALFORMED", "UNKNOWN KEY")
+	if c.Verified {
+		header = append(header, "UNDECRYPTABLE")
+	}
+	header = append(header, "TO ROTATE")
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, col := range c.Columns {
+		row := []string{col.Column}
+		for _, v := range versions {
+			row = append(row, strconv.FormatInt(col.Versions[v], 10))
+		}
+		row = append(row, itoa(col.Null), itoa(col.Plaintext), itoa(col.Malformed), itoa(col.UnknownKey))
+		if c.Verified {
+			row = append(row, itoa(col.Undecryptable))
+		}
+		row = append(row, itoa(col.Pending))
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+
+	if len(c.Indexes) > 0 {
+		fmt.Fprintln(w)
+		var active uint32
+		if st.ikeys != nil {
+			a, _ := st.ikeys.Active()
+			active = a.Version()
+		}
+		seen := map[uint32]bool{active: true}
+		for _, ix := range c.Indexes {
+			for v := range ix.Versions {
+				seen[v] = true
+			}
+		}
+		versions := sortedKeys(seen)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		header := []string{"INDEX", "SOURCE"}
+		for _, v := range versions {
+			header = append(header, versionLabel(v, active))
+		}
+		header = append(header, "NULL", "MISSING", "MALFORMED", "TO ROTATE")
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, ix := range c.Indexes {
+			row := []string{ix.Column, ix.Source}
+			for _, v := range versions {
+				row = append(row, itoa(ix.Versions[v]))
+			}
+			row = append(row, itoa(ix.Null), itoa(ix.Missing), itoa(ix.Malformed), itoa(ix.Pending))
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		_ = tw.Flush()
+	}
+	fmt.Fprintln(w)
+	switch {
+	case c.Done():
+		fmt.Fprintln(w, "Every value is under the active key versions.")
+	case c.Pending > 0:
+		fmt.Fprintf(w, "%d rows still to rotate: run `colcrypt rotate` with the same table flags.\n", c.Pending)
+	default:
+		fmt.Fprintln(w, "Some values are plaintext or malformed: see the table above.")
+	}
+}
+
+// versionLabel names a version column, marking the active one.
+func versionLabel(v, active uint32) string {
+	if v == active {
+		return "v" + strconv.FormatUint(uint64(v), 10) + " (active)"
+	}
+	return "v" + strconv.FormatUint(uint64(v), 10)
+}
+
+func versionList(vs []uint32) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.FormatUint(uint64(v), 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+func sortedKeys(m map[uint32]bool) []uint32 {
+	vs := make([]uint32, 0, len(m))
+	for v := range m {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// rotate runs rotate and encrypt-existing.
+func rotate(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	var tf tableFlags
+	fs := newFlagSet(name, &tf)
+	batch := fs.Int("batch-size", rotation.DefaultBatchSize, "rows per transaction")
+	workers := fs.Int("workers", 1, "batches in flight at once")
+	pause := fs.Duration("pause", 0, "pause after each batch")
+	dry := fs.Bool("dry-run", false, "write nothing")
+	single := fs.Bool("single-pass", false, "one pass only")
+	maxFailures := fs.Int("max-failures", rotation.DefaultMaxFailures, "stop after this many rows fail (-1: no limit)")
+	mode := fs.String("progress", "auto", "bar, lines or none")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *batch < 1 || *batch > rotation.MaxBatchSize {
+		return usagef("--batch-size must be from 1 to %d", rotation.MaxBatchSize)
+	}
+	if *workers < 1 || *workers > 256 {
+		return usagef("--workers must be from 1 to 256")
+	}
+	if *pause < 0 {
+		return usagef("--pause must not be negative")
+	}
+	if *maxFailures == 0 || *maxFailures < -1 {
+		return usagef("--max-failures must be positive, or -1 for no limit")
+	}
+	switch *mode {
+	case "auto":
+		*mode = "lines"
+		if isTerminal(stderr) {
+			*mode = "bar"
+		}
+	case "bar", "lines", "none":
+	default:
+		return usagef("--progress must be bar, lines or none")
+	}
+	st, err := tf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	verb := "rotating"
+	if name == "encrypt-existing" {
+		verb = "encrypting"
+	}
+	pr := newProgress(stderr, *mode, fmt.Sprintf("%s %s", verb, st.job.Table()))
+	opts := rotation.Options{
+		BatchSize:   *batch,
+		Workers:     *workers,
+		Pause:       *pause,
+		DryRun:      *dry,
+		SinglePass:  *single,
+		MaxFailures: *maxFailures,
+		Progress:    pr.update,
+		OnFailure:   func(f rotation.Failure) { pr.println("failed: " + f.String()) },
+	}
+	if name == "encrypt-existing" {
+		opts.EncryptPlaintext = tf.columns
+	}
+	res, err := st.job.Rotate(ctx, opts)
+	pr.finish()
+
+	what := "rotated"
+	switch {
+	case *dry:
+		what = "dry run: would rewrite"
+	case name == "encrypt-existing":
+		what = "rewrote"
+	}
+	passes := "1 pass"
+	if res.Passes != 1 {
+		passes = fmt.Sprintf("%d passes", res.Passes)
+	}
+	fmt.Fprintf(stdout, "%s %d rows of %s (%d values re-encrypted, %d plaintext values encrypted, %d index values recomputed) in %s, %s\n",
+		what, res.Rows, st.job.Table(), res.Values, res.Plaintext, res.IndexValues, res.Elapsed.Round(time.Millisecond), passes)
+	switch {
+	case err == nil:
+		if !*dry && !*single {
+			fmt.Fprintf(stdout, "every value of %s is now under key version %d\n", st.job.Table(), activeVersion(st.keys))
+		}
+		return nil
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return codedError{exitInterrupted, fmt.Errorf("interrupted; every row is intact, either untouched or rewritten: run the same command again to finish")}
+	case errors.Is(err, rotation.ErrFailures):
+		fmt.Fprintf(stdout, "%d rows could not be decrypted and were left untouched:\n", len(res.Failures))
+		for _, f := range res.Failures {
+			fmt.Fprintf(stdout, "  %s\n", f)
+		}
+		return codedError{exitFailures, err}
+	case errors.Is(err, rotation.ErrTooManyFailures):
+		return codedError{exitFailures, err}
+	}
+	return err
+}
+
+func activeVersion(s *keyprovider.Static) uint32 {
+	k, _ := s.Active()
+	return k.Version()
+}
+
+// verify decrypts every value and lists the failures.
+func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var tf tableFlags
+	fs := newFlagSet("verify", &tf)
+	batch := fs.Int("batch-size", rotation.DefaultBatchSize, "rows per query")
+	skip := fs.Bool("skip-indexes", false, "do not check blind index values")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *batch < 1 || *batch > rotation.MaxBatchSize {
+		return usagef("--batch-size must be from 1 to %d", rotation.MaxBatchSize)
+	}
+	st, err := tf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	c, err := st.job.Verify(ctx, rotation.VerifyOptions{
+		BatchSize:   *batch,
+		SkipIndexes: *skip,
+		MaxFailures: 1,
+		OnFailure:   func(f rotation.Failure) { fmt.Fprintln(stdout, f) },
+	})
+	if err != nil && !errors.Is(err, rotation.ErrFailures) {
+		return err
+	}
+	if c.FailureCount > 0 {
+		return codedError{exitFailures, fmt.Errorf("%d values of %s failed (listed above) in %d rows checked", c.FailureCount, st.job.Table(), c.Rows)}
+	}
+	fmt.Fprintf(stdout, "verified %d rows of %s: every value decrypts", c.Rows, st.job.Table())
+	if len(c.Indexes) > 0 && !*skip {
+		fmt.Fprint(stdout, " and every blind index value matches")
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}

@@ -1,0 +1,167 @@
+// Command colcrypt is the operator's tool for colcrypt's encrypted columns:
+// it makes keys, shows which key versions a table's values are under,
+// rotates them to the active key, verifies that every value decrypts and
+// encrypts columns that still hold plaintext.
+//
+// Install it with
+//
+//	go install github.com/colcrypt/colcrypt/cmd/colcrypt@latest
+//
+// and run `colcrypt help` for its usage. Keys come from the environment
+// (COLCRYPT_KEYS and COLCRYPT_ACTIVE_KEY; COLCRYPT_INDEX_KEYS and
+// COLCRYPT_ACTIVE_INDEX_KEY for blind indexes), the database from
+// --database-url or DATABASE_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1   // the command failed: database, keys, table
+	exitUsage       = 2   // bad command line
+	exitFailures    = 3   // rows or values failed to decrypt; status --check found work left
+	exitInterrupted = 130 // stopped by SIGINT or SIGTERM
+)
+
+const usage = `colcrypt: manage colcrypt's encrypted columns in PostgreSQL.
+
+Usage:
+  colcrypt keygen [--version N] [--add] [--index]
+  colcrypt status           TABLE-FLAGS [--check] [--decrypt]
+  colcrypt rotate           TABLE-FLAGS [--batch-size N] [--workers N] [--pause D] [--dry-run] [--single-pass]
+  colcrypt encrypt-existing TABLE-FLAGS [same flags as rotate]
+  colcrypt verify           TABLE-FLAGS [--batch-size N] [--skip-indexes]
+  colcrypt help [COMMAND]
+
+Commands:
+  keygen            print a new random 256-bit key as VERSION:BASE64; with --add,
+                    print the keyring from the environment with the new key added
+                    and made active, as VAR=VALUE lines
+  status            count the table's values by key version: NULL, plaintext,
+                    malformed, under a key the keyring lacks, and still to rotate
+  rotate            re-encrypt every value not under the active key version, and
+                    recompute every blind index value not under the active index
+                    key, while the application runs; safe to interrupt and rerun
+  encrypt-existing  rotate, and also encrypt the values of the --column columns
+                    that are still plaintext (not in the wire format)
+  verify            decrypt every value (and check every blind index value)
+                    without writing; list the rows that fail
+
+Table flags:
+  --database-url URL   PostgreSQL URL (default: $DATABASE_URL)
+  --table NAME         the table (required)
+  --schema NAME        its schema (default: the search_path)
+  --pk NAME            its primary key column (default: id)
+  --column NAME        an encrypted column; repeat for each (at least one)
+  --blind-index SPEC   a blind index column computed from an encrypted column;
+                       repeat for each. SPEC is
+                         INDEX_COLUMN=SOURCE_COLUMN[,name=N][,normalize=F+F…][,bits=B][,slow[=T:M:P]]
+                       name is the index name (default TABLE.SOURCE_COLUMN); F is
+                       trimspace, nfkc, fold or digits; bits is 1-256 (default 256);
+                       slow selects Argon2id (time T, memory M KiB, threads P).
+                       They must match the application's index exactly; rotate
+                       checks them against stored values before writing.
+
+Rotate flags:
+  --batch-size N       rows per transaction (default 1000)
+  --workers N          batches in flight at once (default 1)
+  --pause D            pause after each batch, such as 50ms (default 0)
+  --dry-run            read and re-encrypt in memory, write nothing
+  --single-pass        one pass; do not wait for rows the application has locked
+  --max-failures N     stop after N rows fail to decrypt (default 1000; -1: no limit)
+  --progress MODE      bar, lines or none (default: bar on a terminal, else lines)
+
+Keys (from the environment):
+  COLCRYPT_KEYS               data keys, "1:BASE64,2:BASE64"; every version stored
+  COLCRYPT_ACTIVE_KEY         the version to write (optional with a single key)
+  COLCRYPT_INDEX_KEYS         blind index root keys, for --blind-index
+  COLCRYPT_ACTIVE_INDEX_KEY   the active index key version
+
+Exit status: 0 done; 1 error; 2 bad usage; 3 rows failed to decrypt (rotate,
+verify) or values left to rotate (status --check); 130 interrupted.
+
+Rotating a key:
+  export COLCRYPT_KEYS=…  # from colcrypt keygen --add; deploy it to the application first
+  colcrypt status --table users --column email --column phone
+  colcrypt rotate --table users --column email --column phone
+  colcrypt status --table users --column email --column phone
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, a second one kills the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a bad command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// codedError carries an exit code other than exitError.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
+
+// run runs the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "keygen":
+		err = keygen(rest, stdout, stderr)
+	case "status":
+		err = status(ctx, rest, stdout, stderr)
+	case "rotate":
+		err = rotate(ctx, "rotate", rest, stdout, stderr)
+	case "encrypt-existing":
+		err = rotate(ctx, "encrypt-existing", rest, stdout, stderr)
+	case "verify":
+		err = verify(ctx, rest, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "colcrypt: unknown command %q (commands: keygen, status, rotate, encrypt-existing, verify, help)\n", cmd)
+		return exitUsage
+	}
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "colcrypt %s: %v\nRun 'colcrypt help' for usage.\n", cmd, err)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "colcrypt %s: %v\n", cmd, err)
+	var ce codedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitError
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+
+	"github.com/colcrypt/colcrypt/blindindex"
+	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/keyprovider"
+	"github.com/colcrypt/colcrypt/rotation"
+)
+
+// The environment variables of the index keys.
+const (
+	envIndexKeys       = "COLCRYPT_INDEX_KEYS"
+	envActiveIndexKey  = "COLCRYPT_ACTIVE_INDEX_KEY"
+	envDatabaseURL     = "DATABASE_URL"
+	connectTimeout     = 30 * time.Second
+	defaultPrimaryKey  = "id"
+	flagDatabaseURL    = "database-url"
+	flagBlindIndexName = "blind-index"
+)
+
+// listFlag is a flag that may be repeated.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// tableFlags are the flags that name the database and describe the table.
+type tableFlags struct {
+	databaseURL string
+	schema      string
+	table       string
+	pk          string
+	columns     listFlag
+	indexes     listFlag
+}
+
+// newFlagSet returns a flag set for command name that reports errors as
+// usage errors, with the table flags registered when tf is not nil.
+func newFlagSet(name string, tf *tableFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if tf != nil {
+		fs.StringVar(&tf.databaseURL, flagDatabaseURL, "", "PostgreSQL URL (default $DATABASE_URL)")
+		fs.StringVar(&tf.schema, "schema", "", "schema of the table")
+		fs.StringVar(&tf.table, "table", "", "table name")
+		fs.StringVar(&tf.pk, "pk", defaultPrimaryKey, "primary key column")
+		fs.Var(&tf.columns, "column", "encrypted column (repeatable)")
+		fs.Var(&tf.indexes, flagBlindIndexName, "blind index spec (repeatable)")
+	}
+	return fs
+}
+
+// parse parses args into fs, turning every problem into a usage error.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return usagef("see the usage below")
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	return nil
+}
+
+// indexSpec is a parsed --blind-index.
+type indexSpec struct {
+	column, source, name string
+	cfg                  blindindex.Config
+}
+
+// parseIndexSpec parses INDEX_COLUMN=SOURCE_COLUMN[,name=N][,normalize=…][,bits=B][,slow[=T:M:P]].
+func parseIndexSpec(spec, table string) (indexSpec, error) {
+	parts := strings.Split(spec, ",")
+	col, src, ok := strings.Cut(parts[0], "=")
+	if !ok || col == "" || src == "" {
+		return indexSpec{}, usagef("--blind-index %q: want INDEX_COLUMN=SOURCE_COLUMN[,options]", spec)
+	}
+	s := indexSpec{column: col, source: src, name: table + "." + src}
+	for _, opt := range parts[1:] {
+		k, v, hasValue := strings.Cut(opt, "=")
+		switch k {
+		case "name":
+			if v == "" {
+				return s, usagef("--blind-index %q: empty name", spec)
+			}
+			s.name = v
+		case "normalize":
+			var ns []blindindex.Normalizer
+			for f := range strings.SplitSeq(v, "+") {
+				switch strings.ToLower(f) {
+				case "trimspace", "trim":
+					ns = append(ns, blindindex.TrimSpace)
+				case "nfkc":
+					ns = append(ns, blindindex.NFKC)
+				case "fold":
+					ns = append(ns, blindindex.Fold)
+				case "digits", "digitsonly":
+					ns = append(ns, blindindex.DigitsOnly)
+				case "", "none":
+				default:
+					return s, usagef("--blind-index %q: unknown normaliser %q (want trimspace, nfkc, fold or digits)", spec, f)
+				}
+			}
+			if len(ns) > 0 {
+				s.cfg.Normalize = blindindex.Chain(ns...)
+			}
+		case "bits":
+			b, err := strconv.Atoi(v)
+			if err != nil || b < 1 || b > blindindex.MaxBits {
+				return s, usagef("--blind-index %q: bits must be 1 to %d", spec, blindindex.MaxBits)
+			}
+			s.cfg.Bits = b
+		case "slow":
+			a := &blindindex.Argon2id{}
+			if hasValue {
+				f := strings.Split(v, ":")
+				if len(f) != 3 {
+					return s, usagef("--blind-index %q: slow=TIME:MEMORY_KIB:THREADS", spec)
+				}
+				t, err1 := strconv.ParseUint(f[0], 10, 32)
+				m, err2 := strconv.ParseUint(f[1], 10, 32)
+				p, err3 := strconv.ParseUint(f[2], 10, 8)
+				if err1 != nil || err2 != nil || err3 != nil {
+					return s, usagef("--blind-index %q: slow=TIME:MEMORY_KIB:THREADS, as numbers", spec)
+				}
+				a.Time, a.MemoryKiB, a.Threads = uint32(t), uint32(m), uint8(p)
+			}
+			s.cfg.Slow = a
+		default:
+			return s, usagef("--blind-index %q: unknown option %q (want name, normalize, bits or slow)", spec, k)
+		}
+	}
+	return s, nil
+}
+
+// setup is what a table command works with.
+type setup struct {
+	db    *sql.DB
+	job   *rotation.Job
+	keys  *keyprovider.Static
+	ikeys *keyprovider.Static // nil without blind indexes
+}
+
+// open checks the table flags, reads the keys and connects to the database.
+func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
+	if tf.table == "" {
+		return nil, usagef("--table is required")
+	}
+	if len(tf.columns) == 0 {
+		return nil, usagef("at least one --column is required")
+	}
+	if tf.pk == "" {
+		return nil, usagef("--pk must not be empty")
+	}
+	t := rotation.Table{Schema: tf.schema, Name: tf.table, PrimaryKey: tf.pk}
+	byName := map[string]int{}
+	for _, c := range tf.columns {
+		if _, dup := byName[c]; dup {
+			return nil, usagef("--column %q given twice", c)
+		}
+		byName[c] = len(t.Columns)
+		t.Columns = append(t.Columns, rotation.Column{Name: c})
+	}
+	var specs []indexSpec
+	for _, s := range tf.indexes {
+		spec, err := parseIndexSpec(s, tf.table)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byName[spec.source]; !ok {
+			return nil, usagef("--blind-index %s=%s: %q is not one of the --column columns", spec.column, spec.source, spec.source)
+		}
+		specs = append(specs, spec)
+	}
+	url := tf.databaseURL
+	if url == "" {
+		url = os.Getenv(envDatabaseURL)
+	}
+	if url == "" {
+		return nil, usagef("no database: pass --%s or set %s", flagDatabaseURL, envDatabaseURL)
+	}
+
+	st := &setup{}
+	keys, err := keyprovider.FromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("data keys: %w", err)
+	}
+	st.keys = keys
+	if len(specs) > 0 {
+		ikeys, err := keyprovider.FromEnvVars(envIndexKeys, envActiveIndexKey)
+		if err != nil {
+			return nil, fmt.Errorf("blind index keys (needed for --%s): %w", flagBlindIndexName, err)
+		}
+		st.ikeys = ikeys
+	}
+	for _, s := range specs {
+		ix, err := blindindex.New(s.name, st.ikeys, s.cfg)
+		if err != nil {
+			return nil, usagef("--blind-index %s=%s: %v", s.column, s.source, err)
+		}
+		i := byName[s.source]
+		t.Columns[i].Indexes = append(t.Columns[i].Indexes, rotation.Index{Column: s.column, Indexer: ix})
+	}
+
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("opening the database: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	job, err := rotation.New(db, t, encryptedtype.NewCodec(keys))
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	st.db, st.job = db, job
+	return st, nil
+}
+
+// close closes the database.
+func (st *setup) close() { _ = st.db.Close() }

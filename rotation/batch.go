@@ -1,0 +1,184 @@
+package rotation
+
+import (
+	"database/sql"
+	"fmt"
+)
+
+// batch holds the rows of one batch as read, and the arrays written back.
+// A worker reuses one batch for all its batches, so the memory a job holds
+// depends on the batch size and the number of workers, not on the table.
+type batch struct {
+	width int
+	pks   []string
+	vals  [][]byte // rows × width; nil for NULL (see nulls)
+	nulls []bool
+
+	holders []any // scan targets
+	dest    []any
+
+	out    []arrayLit // primary keys, then one per column of the row layout
+	rowOut [][]byte   // the current row's new values; nil leaves one as it is
+}
+
+func newBatch(p *plan, size int) *batch {
+	w := p.width()
+	b := &batch{
+		width:   w,
+		pks:     make([]string, 0, size),
+		vals:    make([][]byte, 0, size*w),
+		nulls:   make([]bool, 0, size*w),
+		holders: make([]any, w),
+		dest:    make([]any, w+1),
+		out:     make([]arrayLit, w+1),
+		rowOut:  make([][]byte, w),
+	}
+	for k := range b.holders {
+		b.dest[k+1] = &b.holders[k]
+	}
+	return b
+}
+
+// read replaces the batch's rows with those of rows, and closes it.
+func (b *batch) read(rows *sql.Rows) error {
+	defer rows.Close()
+	b.pks = b.pks[:0]
+	clear(b.vals)
+	b.vals = b.vals[:0]
+	b.nulls = b.nulls[:0]
+	var pk string
+	b.dest[0] = &pk
+	for rows.Next() {
+		if err := rows.Scan(b.dest...); err != nil {
+			return err
+		}
+		b.pks = append(b.pks, pk)
+		for k, h := range b.holders {
+			switch v := h.(type) {
+			case nil:
+				b.vals = append(b.vals, nil)
+				b.nulls = append(b.nulls, true)
+			case string:
+				b.vals = append(b.vals, []byte(v))
+				b.nulls = append(b.nulls, false)
+			case []byte:
+				b.vals = append(b.vals, v) // database/sql copied it into an any
+				b.nulls = append(b.nulls, false)
+			default:
+				return fmt.Errorf("column %d of the row layout is a %T, want text or bytea", k+1, h)
+			}
+			b.holders[k] = nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
+// rows returns the number of rows in the batch.
+func (b *batch) rows() int { return len(b.pks) }
+
+// value returns value k of row i, and whether it is NULL.
+func (b *batch) value(i, k int) ([]byte, bool) {
+	j := i*b.width + k
+	return b.vals[j], b.nulls[j]
+}
+
+// resetOut empties the output arrays.
+func (b *batch) resetOut() {
+	for k := range b.out {
+		b.out[k].reset()
+	}
+}
+
+// addOut appends a row to the output arrays: its primary key and rowOut.
+func (b *batch) addOut(pk string) {
+	b.out[0].add(pk)
+	for k, v := range b.rowOut {
+		if v == nil {
+			b.out[k+1].addNull()
+		} else {
+			b.out[k+1].addBytes(v)
+		}
+	}
+}
+
+// args returns the output arrays as the arguments of the UPDATE.
+func (b *batch) args() []any {
+	args := make([]any, len(b.out))
+	for k := range b.out {
+		args[k] = b.out[k].String()
+	}
+	return args
+}
+
+// arrayLit builds the text form of a PostgreSQL array, such as
+// {"1","2",NULL}, for a parameter cast with ::text::<type>[]. Passing
+// arrays as text works with every database/sql driver.
+type arrayLit struct {
+	b []byte
+	n int
+}
+
+func (a *arrayLit) reset() {
+	a.b = append(a.b[:0], '{')
+	a.n = 0
+}
+
+func (a *arrayLit) sep() {
+	if a.n > 0 {
+		a.b = append(a.b, ',')
+	}
+	a.n++
+}
+
+// add appends s as a quoted element: backslashes and double quotes are
+// escaped with a backslash, and everything else is taken literally inside
+// the quotes.
+func (a *arrayLit) add(s string) {
+	a.sep()
+	a.b = append(a.b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			a.b = append(a.b, '\\')
+		}
+		a.b = append(a.b, s[i])
+	}
+	a.b = append(a.b, '"')
+}
+
+// addBytes is add for a byte slice.
+func (a *arrayLit) addBytes(s []byte) {
+	a.sep()
+	a.b = append(a.b, '"')
+	for _, c := range s {
+		if c == '"' || c == '\\' {
+			a.b = append(a.b, '\\')
+		}
+		a.b = append(a.b, c)
+	}
+	a.b = append(a.b, '"')
+}
+
+// addNull appends NULL.
+func (a *arrayLit) addNull() {
+	a.sep()
+	a.b = append(a.b, "NULL"...)
+}
+
+// String returns the literal.
+func (a *arrayLit) String() string {
+	return string(a.b) + "}"
+}
+
+// asBytes returns a value scanned into an any as bytes; nil for NULL.
+func asBytes(v any) []byte {
+	switch v := v.(type) {
+	case string:
+		return []byte(v)
+	case []byte:
+		return v
+	}
+	return nil
+}

@@ -1,0 +1,266 @@
+package rotation
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/colcrypt/colcrypt/encryptedtype"
+)
+
+var (
+	// ErrInvalidTable is returned (wrapped) for a Table description that
+	// is invalid or does not match the database: an empty name, a column
+	// that does not exist or is not text or bytea, a primary key without a
+	// unique index, a column given twice.
+	ErrInvalidTable = errors.New("rotation: invalid table description")
+
+	// ErrFailures is returned (wrapped) by Rotate when some rows could not
+	// be decrypted and were left untouched, and by Verify when some values
+	// failed: the Result or Census lists them.
+	ErrFailures = errors.New("rotation: some values could not be decrypted")
+
+	// ErrIndexMismatch is returned (wrapped) by Rotate, before it writes
+	// anything, when an Indexer does not reproduce the index values stored
+	// in the table: it is not configured as the application's index is
+	// (name, normaliser, bits or keys), and the values it would write would
+	// break lookups. Verify reports values that do not match with it.
+	ErrIndexMismatch = errors.New("rotation: blind index values do not match their Indexer")
+
+	// ErrTooManyFailures is returned (wrapped) by Rotate when more rows
+	// failed than Options.MaxFailures allows: usually a key version is
+	// missing from the keyring, and every row on it fails.
+	ErrTooManyFailures = errors.New("rotation: too many rows could not be decrypted")
+)
+
+// A Cipher decrypts and encrypts column values in the wire format of
+// package encryptedtype. *encryptedtype.Codec is the Cipher to use.
+type Cipher interface {
+	// Seal encrypts plaintext under the active key version.
+	Seal(ctx context.Context, plaintext []byte) ([]byte, error)
+	// Open decrypts a wire-format value written under any version.
+	Open(ctx context.Context, value []byte) ([]byte, error)
+}
+
+// An Indexer computes blind-index values under the active index-key
+// version. *blindindex.Index is the Indexer to use.
+//
+// An index value starts with a prefix naming its key version, up to and
+// including the first ':' ("b2:…"); the job takes a stored value to be
+// current when it starts with the prefix of the values Compute returns.
+//
+// When an Indexer also has the method
+//
+//	ComputeVersion(version uint32, plaintext string) (string, error)
+//
+// (as *blindindex.Index does), Rotate checks it against a sample of stored
+// index values before writing, and Verify checks every stored index value.
+type Indexer interface {
+	Compute(plaintext string) (string, error)
+}
+
+// versionComputer is the optional method of an Indexer that recomputes a
+// value under an old version.
+type versionComputer interface {
+	ComputeVersion(version uint32, plaintext string) (string, error)
+}
+
+// A Job rotates, counts and verifies the encrypted columns of one table.
+// It holds no state between calls: every call reads the table afresh, so a
+// Rotate that was interrupted (or killed) is finished by calling it again.
+// A Job is safe for concurrent use, though running two Rotates on one table
+// at once gains nothing.
+type Job struct {
+	db     *sql.DB
+	table  Table
+	cipher Cipher
+}
+
+// New returns a job over table t of db, decrypting and encrypting values
+// with c, normally an *encryptedtype.Codec holding every key version that
+// may be stored and writing under the new one. New checks the description
+// but does not touch the database; every method checks it against the
+// catalog first.
+//
+// db must be PostgreSQL (any database/sql driver: pgx's stdlib, lib/pq).
+func New(db *sql.DB, t Table, c Cipher) (*Job, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidTable)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil Cipher", ErrInvalidTable)
+	}
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	t.Columns = append([]Column(nil), t.Columns...)
+	for i := range t.Columns {
+		t.Columns[i].Indexes = append([]Index(nil), t.Columns[i].Indexes...)
+	}
+	return &Job{db: db, table: t, cipher: c}, nil
+}
+
+// Table returns the job's table description.
+func (j *Job) Table() Table { return j.table }
+
+// Failure is a row (or, from Verify, a value) that could not be processed.
+// It carries the row's primary key and why, never the value.
+type Failure struct {
+	// PK is the row's primary key, as text.
+	PK string
+	// Column is the column whose value failed.
+	Column string
+	// Err is why: it wraps encryptedtype.ErrAuth, ErrMalformed,
+	// ErrUnknownVersion or ErrNotEncrypted, or ErrIndexMismatch. Its text
+	// never holds a plaintext, a stored value or key material.
+	Err error
+}
+
+// String describes the failure in one line.
+func (f Failure) String() string {
+	return fmt.Sprintf("row %s: column %s: %v", f.PK, quoteIdent(f.Column), f.Err)
+}
+
+// Option values.
+const (
+	// DefaultBatchSize is the number of rows per batch when
+	// Options.BatchSize is 0.
+	DefaultBatchSize = 1000
+	// DefaultMaxFailures is the limit on failed rows when
+	// Options.MaxFailures is 0.
+	DefaultMaxFailures = 1000
+	// MaxBatchSize bounds Options.BatchSize, and with it the memory a
+	// worker holds.
+	MaxBatchSize = 100000
+)
+
+// Options control Rotate. The zero Options rotate in batches of
+// DefaultBatchSize with one worker and no pause.
+type Options struct {
+	// BatchSize is the number of rows each transaction locks and writes;
+	// 0 means DefaultBatchSize.
+	BatchSize int
+	// Workers is the number of batches in flight at once, each on its own
+	// connection; 0 means 1. Batches are taken in primary-key order, so
+	// workers never contend for rows.
+	Workers int
+	// Pause is how long each worker sleeps after each batch, to leave the
+	// database to the application.
+	Pause time.Duration
+	// DryRun reads and decrypts what would be rewritten, and re-encrypts it
+	// in memory, but writes nothing and takes no row locks. It makes one
+	// pass: the Result counts what a real run would write and lists the
+	// rows that would fail.
+	DryRun bool
+	// SinglePass stops after the first pass over the table, without
+	// waiting for rows that the application had locked (a later Rotate
+	// picks them up). By default Rotate makes passes until no value is
+	// left on an old version.
+	SinglePass bool
+	// EncryptPlaintext names columns being converted from plaintext: a
+	// value of these columns that is not in the wire format at all
+	// (encryptedtype.ErrNotEncrypted) is taken as plaintext and encrypted.
+	// In every other column such a value is a failure, so a damaged value
+	// is never mistaken for plaintext. A value that starts like the wire
+	// format but does not decrypt is a failure in every column.
+	EncryptPlaintext []string
+	// MaxFailures is the number of failed rows after which Rotate stops
+	// with ErrTooManyFailures, so that a missing key is not reported once
+	// per row of the table; 0 means 1000, and -1 no limit. Failed rows are
+	// held in memory, one entry each.
+	MaxFailures int
+	// Progress, when set, is called after every batch and at the start of
+	// every pass, from one goroutine at a time.
+	Progress func(Progress)
+	// OnFailure, when set, is called once for every row that fails, as it
+	// is found, from one goroutine at a time.
+	OnFailure func(Failure)
+}
+
+// Progress is a snapshot of a running Rotate.
+type Progress struct {
+	// Pass is the pass over the table, from 1. Passes after the first pick
+	// up rows that the application had locked.
+	Pass int
+	// Done is the number of rows processed: written (or, in a dry run,
+	// that would be), or failed.
+	Done int64
+	// Failed is the number of rows that failed.
+	Failed int64
+	// Total is the number of rows to process: Done plus the rows still on
+	// an old version, counted at the start of each pass.
+	Total int64
+	// Elapsed is the time since Rotate started.
+	Elapsed time.Duration
+	// Rate is Done per second of Elapsed.
+	Rate float64
+	// ETA is the estimated time to finish, or -1 when unknown.
+	ETA time.Duration
+}
+
+// Result is what a Rotate did.
+type Result struct {
+	// Rows is the number of rows written (in a dry run, that would be).
+	Rows int64
+	// Values is the number of encrypted values re-encrypted under the
+	// active key version.
+	Values int64
+	// Plaintext is the number of plaintext values encrypted (columns of
+	// Options.EncryptPlaintext).
+	Plaintext int64
+	// IndexValues is the number of blind-index values recomputed under the
+	// active index-key version.
+	IndexValues int64
+	// Failures are the rows left untouched because a value could not be
+	// decrypted, in the order found, one per row.
+	Failures []Failure
+	// Passes is the number of passes made over the table.
+	Passes int
+	// Retried is the number of batches rolled back on a transient error
+	// (deadlock, serialization failure) and left to a later pass.
+	Retried int64
+	// Elapsed is how long Rotate ran.
+	Elapsed time.Duration
+	// DryRun reports whether this was a dry run.
+	DryRun bool
+}
+
+// Prefixes of stored values, as activePrefixes checks them before putting
+// them into SQL as literals.
+var (
+	valuePrefixRE = regexp.MustCompile(`^v[1-9][0-9]{0,9}:$`)
+	indexPrefixRE = regexp.MustCompile(`^[a-z][1-9][0-9]{0,9}:$`)
+)
+
+// activePrefixes returns the prefixes that name the active versions, by
+// encrypting and indexing an empty value. The ciphertext is discarded.
+func activePrefixes(ctx context.Context, c Cipher, p *plan) (prefixes, uint32, error) {
+	v, err := c.Seal(ctx, nil)
+	if err != nil {
+		return prefixes{}, 0, fmt.Errorf("rotation: no active key: %w", err)
+	}
+	active, err := encryptedtype.Version(v)
+	if err != nil {
+		return prefixes{}, 0, fmt.Errorf("rotation: the Cipher does not write the wire format: %w", err)
+	}
+	pre := prefixes{value: string(v[:strings.IndexByte(string(v), ':')+1])}
+	if !valuePrefixRE.MatchString(pre.value) {
+		return prefixes{}, 0, errors.New("rotation: the Cipher does not write the wire format")
+	}
+	for _, ix := range p.idx {
+		s, err := ix.ix.Compute("")
+		if err != nil {
+			return prefixes{}, 0, fmt.Errorf("rotation: index column %s: no active index key: %w", ix.q, err)
+		}
+		i := strings.IndexByte(s, ':')
+		if i < 0 || !indexPrefixRE.MatchString(s[:i+1]) {
+			return prefixes{}, 0, fmt.Errorf("rotation: index column %s: the Indexer's values do not start with <mode><version>:", ix.q)
+		}
+		pre.index = append(pre.index, s[:i+1])
+	}
+	return pre, active, nil
+}

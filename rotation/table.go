@@ -1,0 +1,330 @@
+package rotation
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Table describes a table whose columns colcrypt encrypts: its name, its
+// primary key, its encrypted columns and the blind indexes computed from
+// them. Package gormrotation derives one from a GORM model.
+//
+// Names are SQL identifiers exactly as stored in the catalog (case
+// sensitive, unquoted): the job quotes them itself, so any name, however
+// hostile, is safe to pass.
+type Table struct {
+	// Schema is the table's schema; empty means the search_path.
+	Schema string
+	// Name is the table's name.
+	Name string
+	// PrimaryKey is the column the job pages over: a single NOT NULL
+	// column with a unique index (a primary key), of any orderable type.
+	// Composite keys are not supported.
+	PrimaryKey string
+	// Columns are the encrypted columns: TEXT, VARCHAR, CITEXT or BYTEA
+	// holding the wire format of package encryptedtype.
+	Columns []Column
+}
+
+// Column is one encrypted column and the blind indexes computed from its
+// plaintext.
+type Column struct {
+	// Name is the column's name.
+	Name string
+	// Indexes are the blind-index columns computed from this column's
+	// plaintext.
+	Indexes []Index
+}
+
+// Index is a blind-index column computed from the plaintext of an encrypted
+// column, such as email_bidx from email.
+type Index struct {
+	// Column is the name of the column that holds the index values.
+	Column string
+	// Indexer computes its values. It must be configured exactly as the
+	// application's (same name, normaliser, bits and keys): Rotate checks
+	// a sample of stored values before it writes any, when the Indexer
+	// can recompute old versions (as *blindindex.Index can).
+	Indexer Indexer
+}
+
+// String returns the table's name as it appears in SQL, quoted.
+func (t Table) String() string { return qualified(t.Schema, t.Name) }
+
+// quoteIdent quotes an SQL identifier: it is wrapped in double quotes and
+// every double quote in it doubled, which PostgreSQL reads back as exactly
+// name, whatever it contains. Names with a NUL byte, which no PostgreSQL
+// identifier can hold, are rejected by validate before they get here.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// qualified returns the quoted, schema-qualified name of a table.
+func qualified(schema, name string) string {
+	if schema == "" {
+		return quoteIdent(name)
+	}
+	return quoteIdent(schema) + "." + quoteIdent(name)
+}
+
+// checkName rejects names that cannot be SQL identifiers.
+func checkName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: %s name is empty", ErrInvalidTable, what)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("%w: %s name contains a NUL byte", ErrInvalidTable, what)
+	}
+	return nil
+}
+
+// validate checks the description without touching the database.
+func (t Table) validate() error {
+	if t.Schema != "" {
+		if err := checkName("schema", t.Schema); err != nil {
+			return err
+		}
+	}
+	if err := checkName("table", t.Name); err != nil {
+		return err
+	}
+	if err := checkName("primary key", t.PrimaryKey); err != nil {
+		return err
+	}
+	if len(t.Columns) == 0 {
+		return fmt.Errorf("%w: table %s: no encrypted columns", ErrInvalidTable, t)
+	}
+	seen := map[string]string{t.PrimaryKey: "the primary key"}
+	use := func(name, as string) error {
+		if prev, dup := seen[name]; dup {
+			return fmt.Errorf("%w: table %s: column %q is both %s and %s", ErrInvalidTable, t, name, prev, as)
+		}
+		seen[name] = as
+		return nil
+	}
+	for _, c := range t.Columns {
+		if err := checkName("column", c.Name); err != nil {
+			return err
+		}
+		if err := use(c.Name, "an encrypted column"); err != nil {
+			return err
+		}
+		for _, ix := range c.Indexes {
+			if err := checkName("index column", ix.Column); err != nil {
+				return err
+			}
+			if ix.Indexer == nil {
+				return fmt.Errorf("%w: table %s: index column %q has no Indexer", ErrInvalidTable, t, ix.Column)
+			}
+			if err := use(ix.Column, "an index column"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// plan is a Table resolved against the catalog: quoted names, column types
+// and the SQL of every statement the job runs.
+type plan struct {
+	table  Table
+	qtable string // quoted, qualified
+	qpk    string // quoted
+	pkType string // format_type of the primary key, e.g. "bigint"
+	cols   []colPlan
+	idx    []idxPlan // every index, in the order of the row layout
+}
+
+// colPlan is one encrypted column of a plan.
+type colPlan struct {
+	name      string
+	q         string
+	bytea     bool
+	plaintext bool  // Options.EncryptPlaintext names it
+	idx       []int // positions in plan.idx
+}
+
+// idxPlan is one blind-index column of a plan.
+type idxPlan struct {
+	name  string
+	q     string
+	bytea bool
+	src   int // position of the source column in plan.cols
+	ix    Indexer
+}
+
+// width is the number of values in a row after its primary key.
+func (p *plan) width() int { return len(p.cols) + len(p.idx) }
+
+// attr is a column as the catalog describes it.
+type attr struct {
+	typ     string // format_type
+	typname string // pg_type.typname (of the base type for a domain)
+	notNull bool
+	attnum  int
+}
+
+// resolve looks the table up in the catalog and builds its plan.
+// plaintext names the columns whose non-wire-format values are plaintext
+// to encrypt.
+func resolve(ctx context.Context, db *sql.DB, t Table, plaintext []string) (*plan, error) {
+	p := &plan{table: t, qtable: qualified(t.Schema, t.Name), qpk: quoteIdent(t.PrimaryKey)}
+
+	// The quoted name is a bound parameter, parsed by to_regclass: it
+	// never becomes SQL text.
+	var oid sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT to_regclass($1)::oid::bigint`, p.qtable).Scan(&oid); err != nil {
+		return nil, fmt.Errorf("rotation: looking up table %s: %w", t, err)
+	}
+	if !oid.Valid {
+		return nil, fmt.Errorf("%w: table %s does not exist", ErrInvalidTable, t)
+	}
+	rows, err := db.QueryContext(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+		       COALESCE(bt.typname, ty.typname), a.attnotnull, a.attnum
+		FROM pg_attribute a
+		JOIN pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, oid.Int64)
+	if err != nil {
+		return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+	}
+	attrs := map[string]attr{}
+	for rows.Next() {
+		var name string
+		var a attr
+		if err := rows.Scan(&name, &a.typ, &a.typname, &a.notNull, &a.attnum); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+		}
+		attrs[name] = a
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+	}
+
+	pk, ok := attrs[t.PrimaryKey]
+	if !ok {
+		return nil, fmt.Errorf("%w: table %s has no column %s (the primary key)", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
+	}
+	if !pk.notNull {
+		return nil, fmt.Errorf("%w: table %s: primary key column %s is nullable", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
+	}
+	var unique bool
+	if err := db.QueryRowContext(ctx, `
+		SELECT EXISTS (SELECT 1 FROM pg_index i
+		               WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL
+		                 AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = $2)`,
+		oid.Int64, pk.attnum).Scan(&unique); err != nil {
+		return nil, fmt.Errorf("rotation: reading the indexes of %s: %w", t, err)
+	}
+	if !unique {
+		return nil, fmt.Errorf("%w: table %s: column %s has no unique index on it alone; the job pages over a single-column primary key", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
+	}
+	p.pkType = pk.typ
+
+	plain := map[string]bool{}
+	for _, name := range plaintext {
+		plain[name] = true
+	}
+	kind := func(name, what string) (bool, error) {
+		a, ok := attrs[name]
+		if !ok {
+			return false, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, quoteIdent(name), what)
+		}
+		switch a.typname {
+		case "bytea":
+			return true, nil
+		case "text", "varchar", "citext":
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: table %s: column %s is %s; %s must be text, varchar, citext or bytea", ErrInvalidTable, t, quoteIdent(name), a.typ, what)
+	}
+	for _, c := range t.Columns {
+		bytea, err := kind(c.Name, "an encrypted column")
+		if err != nil {
+			return nil, err
+		}
+		cp := colPlan{name: c.Name, q: quoteIdent(c.Name), bytea: bytea, plaintext: plain[c.Name]}
+		delete(plain, c.Name)
+		for _, ix := range c.Indexes {
+			bytea, err := kind(ix.Column, "an index column")
+			if err != nil {
+				return nil, err
+			}
+			cp.idx = append(cp.idx, len(p.idx))
+			p.idx = append(p.idx, idxPlan{name: ix.Column, q: quoteIdent(ix.Column), bytea: bytea, src: len(p.cols), ix: ix.Indexer})
+		}
+		p.cols = append(p.cols, cp)
+	}
+	for name := range plain {
+		return nil, fmt.Errorf("%w: EncryptPlaintext names %s, which is not an encrypted column of %s", ErrInvalidTable, quoteIdent(name), t)
+	}
+	return p, nil
+}
+
+// selectList is the primary key as text followed by every column of the
+// row layout. The key's text form gets a name of its own, so that ORDER BY
+// the key sorts by the column, not by its text (an output column named like
+// an input column would take precedence).
+func (p *plan) selectList() string {
+	var b strings.Builder
+	b.WriteString(p.qpk)
+	b.WriteString("::text AS colcrypt_pk")
+	for _, c := range p.cols {
+		b.WriteString(", ")
+		b.WriteString(c.q)
+	}
+	for _, ix := range p.idx {
+		b.WriteString(", ")
+		b.WriteString(ix.q)
+	}
+	return b.String()
+}
+
+// prefixes are the stored-value prefixes that name the active key versions:
+// "v<version>:" for the encrypted columns and, per index, "<mode><version>:".
+type prefixes struct {
+	value string
+	index []string
+}
+
+// prefixSQL returns an SQL expression that is true when column q (bytea or
+// text) is not NULL and does not start with prefix. prefix is checked by
+// activePrefixes to be letters, digits and a colon, so it is safe as a
+// literal; for bytea it is given in hex all the same.
+func prefixMismatchSQL(q string, bytea bool, prefix string) string {
+	if bytea {
+		return fmt.Sprintf("substr(%s, 1, %d) <> decode('%x', 'hex')", q, len(prefix), prefix)
+	}
+	return fmt.Sprintf("left(%s, %d) <> '%s'", q, len(prefix), prefix)
+}
+
+// pendingSQL returns the condition of a row that Rotate rewrites: a value
+// not under the active version, or an index value missing or not under
+// the active index-key version beside a non-NULL value.
+func (p *plan) pendingSQL(pre prefixes) string {
+	var terms []string
+	for _, c := range p.cols {
+		terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND %s)", c.q, prefixMismatchSQL(c.q, c.bytea, pre.value)))
+		for _, i := range c.idx {
+			ix := p.idx[i]
+			terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND (%s IS NULL OR %s))", c.q, ix.q, prefixMismatchSQL(ix.q, ix.bytea, pre.index[i])))
+		}
+	}
+	return "(" + strings.Join(terms, " OR ") + ")"
+}
+
+// pkCast returns the SQL that turns text parameter n into the primary
+// key's type; array makes it an array of that type.
+func (p *plan) pkCast(n int, array bool) string {
+	if array {
+		return fmt.Sprintf("$%d::text::%s[]", n, p.pkType)
+	}
+	return fmt.Sprintf("$%d::text::%s", n, p.pkType)
+}
