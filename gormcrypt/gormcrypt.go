@@ -206,7 +206,7 @@ func (p *Plugin) parseBindings(s *schema.Schema) ([]binding, error) {
 		if !ok {
 			continue
 		}
-		indexName, sourceName, err := parseTag(tag)
+		indexName, sourceName, err := ParseTag(tag)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s.%s: %w", ErrTag, s.Name, f.Name, err)
 		}
@@ -235,8 +235,11 @@ func (p *Plugin) parseBindings(s *schema.Schema) ([]binding, error) {
 	return list, nil
 }
 
-// parseTag parses "blindindex:<name>;source:<field>".
-func parseTag(tag string) (index, source string, err error) {
+// ParseTag parses the value of a colcrypt struct tag,
+// "blindindex:<index name>;source:<field>", into its two parts. Packages
+// that read the same models (such as rotation/gormrotation) use it so that
+// a tag means the same everywhere.
+func ParseTag(tag string) (index, source string, err error) {
 	for part := range strings.SplitSeq(tag, ";") {
 		part = strings.TrimSpace(part)
 		if part == "" {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/gormcrypt"
 	"github.com/colcrypt/colcrypt/rotation"
 )
 
@@ -110,7 +111,7 @@ func Describe(db *gorm.DB, model any, indexes ...*blindindex.Index) (rotation.Ta
 		if !ok {
 			continue
 		}
-		name, source, err := parseTag(tag)
+		name, source, err := gormcrypt.ParseTag(tag)
 		if err != nil {
 			return t, fmt.Errorf("%w: %s.%s: %w", ErrModel, s.Name, f.Name, err)
 		}
@@ -131,29 +132,3 @@ func Describe(db *gorm.DB, model any, indexes ...*blindindex.Index) (rotation.Ta
 	return t, nil
 }
 
-// parseTag parses "blindindex:<name>;source:<field>", as gormcrypt does.
-func parseTag(tag string) (index, source string, err error) {
-	for part := range strings.SplitSeq(tag, ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, ":")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || v == "" {
-			return "", "", fmt.Errorf("%q is not key:value", part)
-		}
-		switch strings.ToLower(k) {
-		case "blindindex":
-			index = v
-		case "source":
-			source = v
-		default:
-			return "", "", fmt.Errorf("unknown key %q (want blindindex and source)", k)
-		}
-	}
-	if index == "" || source == "" {
-		return "", "", errors.New(`want colcrypt:"blindindex:<index name>;source:<field>"`)
-	}
-	return index, source, nil
-}
