@@ -27,22 +27,17 @@ const redacted = "[REDACTED]"
 // *String, which scans NULL as nil and writes nil as NULL.
 //
 // fmt, slog and encoding/json show a String as [REDACTED]; call Plaintext
-// to get the value (see "Printing" in the package documentation). The
-// plaintext is held behind a pointer, so even fmt's printing of an
-// unexported field, which cannot call methods, shows only an address.
-// Compare Strings by their Plaintext, not with ==.
-type String struct{ p *string }
+// to get the value (see "Printing" in the package documentation). Even
+// fmt's printing of an unexported field, which cannot call methods, shows
+// only an address and a length. Compare Strings by their Plaintext, not
+// with ==.
+type String struct{ v hidden }
 
 // NewString returns a String holding s.
-func NewString(s string) String { return String{&s} }
+func NewString(s string) String { return String{hide(s)} }
 
 // Plaintext returns the decrypted string.
-func (s String) Plaintext() string {
-	if s.p == nil {
-		return ""
-	}
-	return *s.p
-}
+func (s String) Plaintext() string { return s.v.get() }
 
 // Value implements driver.Valuer: it returns s encrypted under the default
 // provider's active key, in the wire format.
@@ -62,8 +57,7 @@ func (s *String) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	str := ownedString(pt)
-	s.p = &str
+	s.v = hide(ownedString(pt))
 	return nil
 }
 
@@ -86,7 +80,7 @@ func (s *String) UnmarshalJSON(b []byte) error {
 	if err := unmarshalJSON(b, &v); err != nil || v == nil {
 		return err
 	}
-	s.p = v
+	s.v = hide(*v)
 	return nil
 }
 
@@ -277,6 +271,19 @@ func unmarshalJSON(b []byte, v any) error {
 	}
 	return err
 }
+
+// hidden holds a string where reflection-based printers cannot read it:
+// fmt, walking an unexported field without calling its methods, prints an
+// unsafe.Pointer as an address. Unlike a *string it costs no allocation,
+// which matters on Scan's hot path. The pointer keeps the bytes alive.
+type hidden struct {
+	p unsafe.Pointer
+	n int
+}
+
+func hide(s string) hidden { return hidden{unsafe.Pointer(unsafe.StringData(s)), len(s)} }
+
+func (h hidden) get() string { return unsafe.String((*byte)(h.p), h.n) }
 
 // ownedString returns b as a string without copying. b must be a buffer
 // that the caller owns and never touches again: the decrypted plaintext
