@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/colcrypt/colcrypt/keyprovider"
 )
@@ -107,16 +108,18 @@ type Index struct {
 type derived struct {
 	key    keyprovider.Key // identity of the root key this was derived from
 	secret []byte          // the per-column key; never leaves the package
-	pool   sync.Pool       // of *macState, fast mode only
+	prefix string          // "b<version>:", the start of every value
+	// One state is kept in slot, which an uncontended caller takes and
+	// returns with two atomic swaps; concurrent callers fall back to pool.
+	slot atomic.Pointer[macState]
+	pool sync.Pool // of *macState, fast mode only
 }
 
 // macState is the per-call scratch space of the fast mode, pooled so that
 // computing an index value allocates only its result.
 type macState struct {
-	h       hash.Hash
-	sum     [sha256.Size]byte
-	scratch [256]byte
-	out     [maxValueLen]byte
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // maxValueLen is the length of the longest index value:
@@ -373,18 +376,23 @@ func (ix *Index) computeNormalized(d *derived, version uint32, s string) string 
 	if ix.mode == 'a' {
 		return ix.computeSlow(d, version, s)
 	}
-	st := d.pool.Get().(*macState)
-	st.h.Reset()
-	for len(s) > 0 {
-		n := copy(st.scratch[:], s)
-		st.h.Write(st.scratch[:n])
-		s = s[n:]
+	st := d.slot.Swap(nil)
+	if st == nil {
+		st = d.pool.Get().(*macState)
 	}
-	sum := st.h.Sum(st.sum[:0])
-	n := ix.encode(st.out[:], version, sum)
-	v := string(st.out[:n])
-	d.pool.Put(st)
-	return v
+	st.h.Reset()
+	// hash.Hash.Write neither keeps nor changes its argument, so the
+	// string's bytes can be hashed in place.
+	st.h.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+	sum := st.h.Sum(st.sum[:0])[:ix.nbytes]
+	sum[len(sum)-1] &= ix.mask
+	// One allocation: the value, encoded straight into its final buffer.
+	out := make([]byte, len(d.prefix)+b64.EncodedLen(len(sum)))
+	b64.Encode(out[copy(out, d.prefix):], sum)
+	if !d.slot.CompareAndSwap(nil, st) {
+		d.pool.Put(st)
+	}
+	return unsafe.String(unsafe.SliceData(out), len(out))
 }
 
 // encode writes the stored form of the MAC sum under version into out and
@@ -439,7 +447,7 @@ func (ix *Index) derive(k keyprovider.Key) (*derived, error) {
 		same := bytes.Equal(prev, root)
 		clear(prev)
 		if same {
-			nd := &derived{key: k, secret: d.secret}
+			nd := &derived{key: k, secret: d.secret, prefix: d.prefix}
 			nd.pool.New = d.pool.New
 			return ix.store(old, nd), nil
 		}
@@ -448,7 +456,7 @@ func (ix *Index) derive(k keyprovider.Key) (*derived, error) {
 	if err != nil {
 		return nil, fmt.Errorf("colcrypt: blind index %q: deriving the key of version %d: %w", ix.name, k.Version(), err)
 	}
-	d := &derived{key: k, secret: secret}
+	d := &derived{key: k, secret: secret, prefix: string(ix.mode) + strconv.FormatUint(uint64(k.Version()), 10) + ":"}
 	if ix.mode == 'b' {
 		d.pool.New = func() any { return &macState{h: hmac.New(sha256.New, secret)} }
 	}
