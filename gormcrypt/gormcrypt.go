@@ -125,13 +125,19 @@ func (b *BlindIndex) Scan(src any) error {
 // GormDataType tells AutoMigrate to create a text column.
 func (BlindIndex) GormDataType() string { return "text" }
 
-// GormDBDataType picks the column type per database: MySQL and MariaDB
-// cannot put a UNIQUE index on TEXT without a prefix length, so there the
-// column is VARCHAR(64), which holds every index value (at most 55 bytes:
-// "b4294967295:" and 43 characters of base64url).
-func (BlindIndex) GormDBDataType(db *gorm.DB, _ *schema.Field) string {
+// GormDBDataType picks the column type per database. MySQL and MariaDB
+// cannot put a UNIQUE index on TEXT without a prefix length, and compare
+// strings case-insensitively by default, which would merge index values
+// that differ only in case; there the column is VARCHAR(64) in ASCII with a
+// binary collation, which holds every index value (at most 55 bytes:
+// "b4294967295:" and 43 characters of base64url). A `gorm:"type:…"` tag
+// on the field wins.
+func (BlindIndex) GormDBDataType(db *gorm.DB, f *schema.Field) string {
+	if f != nil && f.TagSettings["TYPE"] != "" {
+		return ""
+	}
 	if db.Dialector.Name() == "mysql" {
-		return "varchar(64)"
+		return "varchar(64) CHARACTER SET ascii COLLATE ascii_bin"
 	}
 	return "text"
 }
