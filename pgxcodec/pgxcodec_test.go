@@ -1,0 +1,243 @@
+package pgxcodec
+
+import (
+	"bytes"
+	"errors"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/keyprovider"
+)
+
+// countingProvider counts the calls of Active, that is, the encryptions.
+type countingProvider struct {
+	*keyprovider.Static
+	active atomic.Int64
+}
+
+func (p *countingProvider) Active() (keyprovider.Key, error) {
+	p.active.Add(1)
+	return p.Static.Active()
+}
+
+// useKeys installs a fresh key of version 3 as encryptedtype's default
+// provider until t ends.
+func useKeys(t testing.TB) *countingProvider {
+	t.Helper()
+	k, err := keyprovider.GenerateKey(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := keyprovider.NewStatic(3, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &countingProvider{Static: s}
+	encryptedtype.SetDefault(p)
+	t.Cleanup(func() { encryptedtype.SetDefault(nil) })
+	return p
+}
+
+var wireFormat = regexp.MustCompile(`^v3:[A-Za-z0-9_-]+$`)
+
+type profile struct {
+	Name string `json:"name"`
+}
+
+// TestEncode encodes every column type, as a value and through a pointer,
+// for text, varchar, bytea and an unknown OID (the simple protocol) in both
+// formats, and checks that the bytes are the wire format and decrypt to the
+// plaintext.
+func TestEncode(t *testing.T) {
+	useKeys(t)
+	m := pgtype.NewMap()
+	Register(m)
+
+	const secret = "alice@example.com"
+	values := map[string]struct {
+		v    any
+		scan func([]byte) (string, error)
+	}{
+		"String": {encryptedtype.NewString(secret), func(b []byte) (string, error) {
+			var s encryptedtype.String
+			err := s.Scan(b)
+			return s.Plaintext(), err
+		}},
+		"*String": {ptr(encryptedtype.NewString(secret)), func(b []byte) (string, error) {
+			var s encryptedtype.String
+			err := s.Scan(b)
+			return s.Plaintext(), err
+		}},
+		"Bytes": {encryptedtype.NewBytes([]byte(secret)), func(b []byte) (string, error) {
+			var s encryptedtype.Bytes
+			err := s.Scan(b)
+			return string(s.Plaintext()), err
+		}},
+		"*Bytes": {ptr(encryptedtype.NewBytes([]byte(secret))), func(b []byte) (string, error) {
+			var s encryptedtype.Bytes
+			err := s.Scan(b)
+			return string(s.Plaintext()), err
+		}},
+		"JSON": {encryptedtype.NewJSON(profile{Name: secret}), func(b []byte) (string, error) {
+			var s encryptedtype.JSON[profile]
+			err := s.Scan(b)
+			return s.Plaintext().Name, err
+		}},
+	}
+	oids := map[string]uint32{"text": pgtype.TextOID, "varchar": pgtype.VarcharOID, "bytea": pgtype.ByteaOID, "unknown": 0}
+	formats := map[string]int16{"text": pgtype.TextFormatCode, "binary": pgtype.BinaryFormatCode}
+	for vname, tc := range values {
+		for oname, oid := range oids {
+			for fname, format := range formats {
+				if oid == 0 && format == pgtype.BinaryFormatCode {
+					continue // pgx never asks for this
+				}
+				buf, err := m.Encode(oid, format, tc.v, nil)
+				if err != nil {
+					t.Errorf("%s into %s, %s format: %v", vname, oname, fname, err)
+					continue
+				}
+				if !wireFormat.Match(buf) || bytes.Contains(buf, []byte(secret)) {
+					t.Errorf("%s into %s, %s format: encoded %q, want the wire format", vname, oname, fname, buf)
+					continue
+				}
+				if got, err := tc.scan(buf); err != nil || got != secret {
+					t.Errorf("%s into %s, %s format: decrypts to %q, %v", vname, oname, fname, got, err)
+				}
+			}
+		}
+	}
+}
+
+// TestEncodePlanNilPointer calls the plan itself with a nil pointer, which
+// pgx never does (it writes NULL first).
+func TestEncodePlanNilPointer(t *testing.T) {
+	plan, _, ok := tryWrapEncryptedValue((*encryptedtype.String)(nil))
+	if !ok {
+		t.Fatal("*encryptedtype.String was not taken")
+	}
+	if buf, err := plan.Encode((*encryptedtype.String)(nil), nil); buf != nil || err != nil {
+		t.Errorf("nil pointer: %q, %v; want NULL", buf, err)
+	}
+}
+
+// TestEncodeNull checks that nil pointers are NULL.
+func TestEncodeNull(t *testing.T) {
+	p := useKeys(t)
+	m := pgtype.NewMap()
+	Register(m)
+	for _, v := range []any{(*encryptedtype.String)(nil), (*encryptedtype.Bytes)(nil), (*encryptedtype.JSON[profile])(nil)} {
+		for _, oid := range []uint32{pgtype.TextOID, pgtype.ByteaOID} {
+			buf, err := m.Encode(oid, pgtype.BinaryFormatCode, v, nil)
+			if err != nil || buf != nil {
+				t.Errorf("%T into OID %d: %q, %v; want NULL (nil, nil)", v, oid, buf, err)
+			}
+		}
+	}
+	if n := p.active.Load(); n != 0 {
+		t.Errorf("NULLs encrypted %d times", n)
+	}
+}
+
+// TestWithoutRegister pins why the package exists: pgx alone cannot encode
+// an encrypted value in bytea's binary format, which CopyFrom uses.
+func TestWithoutRegister(t *testing.T) {
+	useKeys(t)
+	m := pgtype.NewMap()
+	_, err := m.Encode(pgtype.ByteaOID, pgtype.BinaryFormatCode, encryptedtype.NewBytes([]byte("x@y")), nil)
+	if err == nil {
+		t.Fatalf("pgx now encodes an encrypted value as binary bytea by itself; pgxcodec may no longer be needed for CopyFrom")
+	}
+	t.Logf("without Register: %v", err)
+	// Text columns work without it.
+	if _, err := m.Encode(pgtype.TextOID, pgtype.BinaryFormatCode, encryptedtype.NewString("x@y"), nil); err != nil {
+		t.Errorf("String into text without Register: %v", err)
+	}
+}
+
+// TestEncryptsOnce builds the parameters of a prepared INSERT into a bytea
+// and a text column as pgx does for Query, Exec and SendBatch, and counts
+// the encryptions: pgx alone encrypts the bytea value twice (binary fails,
+// then text), with Register every value is encrypted once.
+func TestEncryptsOnce(t *testing.T) {
+	p := useKeys(t)
+	sd := &pgconn.StatementDescription{ParamOIDs: []uint32{pgtype.ByteaOID, pgtype.TextOID}}
+	args := []any{encryptedtype.NewBytes([]byte("blob")), encryptedtype.NewString("text")}
+
+	var eqb pgx.ExtendedQueryBuilder
+	if err := eqb.Build(pgtype.NewMap(), sd, args); err != nil {
+		t.Fatal(err)
+	}
+	without := p.active.Swap(0)
+
+	m := pgtype.NewMap()
+	Register(m)
+	if err := eqb.Build(m, sd, args); err != nil {
+		t.Fatal(err)
+	}
+	with := p.active.Load()
+	if with != 2 {
+		t.Errorf("with Register: %d encryptions for 2 values, want 2", with)
+	}
+	if eqb.ParamFormats[0] != pgtype.BinaryFormatCode {
+		t.Errorf("with Register the bytea parameter is in format %d, want binary", eqb.ParamFormats[0])
+	}
+	for i, v := range eqb.ParamValues {
+		if !wireFormat.Match(v) {
+			t.Errorf("parameter %d = %q, want the wire format", i, v)
+		}
+	}
+	t.Logf("encryptions for one bytea and one text parameter: %d without Register, %d with", without, with)
+	if without <= with {
+		t.Logf("pgx no longer encrypts a bytea parameter twice without Register")
+	}
+}
+
+// TestRegisterTwice checks that a second Register adds nothing.
+func TestRegisterTwice(t *testing.T) {
+	m := pgtype.NewMap()
+	n := len(m.TryWrapEncodePlanFuncs)
+	Register(m)
+	Register(m)
+	if got := len(m.TryWrapEncodePlanFuncs); got != n+1 {
+		t.Errorf("after two Registers: %d wrap functions, want %d", got, n+1)
+	}
+}
+
+// TestErrorsPassThrough checks that an error of Value (no provider) reaches
+// the caller, wrapped, and names no plaintext.
+func TestErrorsPassThrough(t *testing.T) {
+	encryptedtype.SetDefault(nil)
+	m := pgtype.NewMap()
+	Register(m)
+	_, err := m.Encode(pgtype.ByteaOID, pgtype.BinaryFormatCode, encryptedtype.NewString("hidden@example.com"), nil)
+	if !errors.Is(err, encryptedtype.ErrNoProvider) {
+		t.Errorf("err = %v, want ErrNoProvider", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "hidden@example.com") {
+		t.Errorf("error text contains the plaintext: %v", err)
+	}
+}
+
+// TestOtherValuersUntouched checks that driver.Valuers of other packages
+// are left to pgx.
+func TestOtherValuersUntouched(t *testing.T) {
+	if _, _, ok := tryWrapEncryptedValue(pgtype.Text{String: "x", Valid: true}); ok {
+		t.Errorf("pgtype.Text was taken")
+	}
+	if _, _, ok := tryWrapEncryptedValue(ptr(pgtype.Text{String: "x", Valid: true})); ok {
+		t.Errorf("*pgtype.Text was taken")
+	}
+	if _, _, ok := tryWrapEncryptedValue("plain"); ok {
+		t.Errorf("a string was taken")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
