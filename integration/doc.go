@@ -1,5 +1,6 @@
-// Package integration holds colcrypt's tests against a real PostgreSQL
-// database. It has no API: everything is in its _test.go files.
+// Package integration holds colcrypt's tests against real databases:
+// PostgreSQL, MySQL/MariaDB and SQLite. It has no API: everything is in its
+// _test.go files.
 //
 // The tests use the column types of package encryptedtype through GORM
 // (gorm.io/gorm with gorm.io/driver/postgres), database/sql with pgx's
@@ -23,9 +24,20 @@
 //  3. Otherwise the tests skip, saying how to run them. With
 //     COLCRYPT_REQUIRE_DB=1 (as in CI) they fail instead.
 //
-// For example, against a local server:
+// MySQL and MariaDB tests run against the go-sql-driver DSN in
+// COLCRYPT_TEST_MYSQL_URL (for example root@tcp(127.0.0.1:3306)/test?parseTime=true)
+// and skip without it, or fail with COLCRYPT_REQUIRE_DB=1. SQLite tests use
+// the pure-Go driver on a temporary file and always run.
+//
+// The tests also cover blind indexes (lookups, EXPLAIN, UNIQUE, index-key
+// rotation), the key table provider, the rotation job and CLI, pgx batches
+// and CopyFrom. Benchmarks of bulk loads, lookups and rotation are here too;
+// BENCHMARKS.md gives the commands.
+//
+// For example, against local servers:
 //
 //	COLCRYPT_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' \
+//	COLCRYPT_TEST_MYSQL_URL='root@tcp(127.0.0.1:3306)/test?parseTime=true' \
 //	COLCRYPT_REQUIRE_DB=1 go test -race -count=1 ./integration/...
 //
 // or, with Docker running:
