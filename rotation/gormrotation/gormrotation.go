@@ -131,4 +131,3 @@ func Describe(db *gorm.DB, model any, indexes ...*blindindex.Index) (rotation.Ta
 	}
 	return t, nil
 }
-
