@@ -2,32 +2,42 @@ package rotation
 
 import (
 	"database/sql"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"strconv"
 )
 
 // batch holds the rows of one batch as read, and the arrays written back.
 // A worker reuses one batch for all its batches, so the memory a job holds
 // depends on the batch size and the number of workers, not on the table.
 type batch struct {
-	width int
-	pks   []string
-	vals  [][]byte // rows × width; nil for NULL (see nulls)
-	nulls []bool
+	width  int
+	native bool     // keys are the values the driver returned (SQLite)
+	pks    []string // primary keys as text
+	keys   []any    // primary keys as the driver returned them, when native
+	vals   [][]byte // rows × width; nil for NULL (see nulls)
+	nulls  []bool
+	blobs  []bool // rows × width: the driver returned []byte rather than a string
 
 	holders []any // scan targets
 	dest    []any
 
-	out    []arrayLit // primary keys, then one per column of the row layout
-	rowOut [][]byte   // the current row's new values; nil leaves one as it is
+	out     []arrayLit // primary keys, then one per column of the row layout (PostgreSQL)
+	rowOut  [][]byte   // the current row's new values; nil leaves one as it is
+	outRows []int      // the rows written back, by position in the batch
+	outVals [][]byte   // their new values, len(outRows) × width; nil leaves one as it is
 }
 
 func newBatch(p *plan, size int) *batch {
 	w := p.width()
 	b := &batch{
 		width:   w,
+		native:  p.pkKind == keyNative,
 		pks:     make([]string, 0, size),
 		vals:    make([][]byte, 0, size*w),
 		nulls:   make([]bool, 0, size*w),
+		blobs:   make([]bool, 0, size*w),
 		holders: make([]any, w),
 		dest:    make([]any, w+1),
 		out:     make([]arrayLit, w+1),
@@ -43,27 +53,48 @@ func newBatch(p *plan, size int) *batch {
 func (b *batch) read(rows *sql.Rows) error {
 	defer rows.Close()
 	b.pks = b.pks[:0]
+	clear(b.keys)
+	b.keys = b.keys[:0]
 	clear(b.vals)
 	b.vals = b.vals[:0]
 	b.nulls = b.nulls[:0]
+	b.blobs = b.blobs[:0]
 	var pk string
-	b.dest[0] = &pk
+	var key any
+	if b.native {
+		b.dest[0] = &key
+	} else {
+		b.dest[0] = &pk
+	}
 	for rows.Next() {
 		if err := rows.Scan(b.dest...); err != nil {
 			return err
 		}
-		b.pks = append(b.pks, pk)
+		if b.native {
+			text, err := keyText(key)
+			if err != nil {
+				return err
+			}
+			b.pks = append(b.pks, text)
+			b.keys = append(b.keys, key)
+			key = nil
+		} else {
+			b.pks = append(b.pks, pk)
+		}
 		for k, h := range b.holders {
 			switch v := h.(type) {
 			case nil:
 				b.vals = append(b.vals, nil)
 				b.nulls = append(b.nulls, true)
+				b.blobs = append(b.blobs, false)
 			case string:
 				b.vals = append(b.vals, []byte(v))
 				b.nulls = append(b.nulls, false)
+				b.blobs = append(b.blobs, false)
 			case []byte:
 				b.vals = append(b.vals, v) // database/sql copied it into an any
 				b.nulls = append(b.nulls, false)
+				b.blobs = append(b.blobs, true)
 			default:
 				return fmt.Errorf("column %d of the row layout is a %T, want text or bytea", k+1, h)
 			}
@@ -74,6 +105,34 @@ func (b *batch) read(rows *sql.Rows) error {
 		return err
 	}
 	return rows.Close()
+}
+
+// keyText returns the text form of a primary key as a driver returned it
+// (SQLite): integers and floats in decimal, strings as they are, and
+// binary keys as \x and hex, as PostgreSQL prints bytea.
+func keyText(key any) (string, error) {
+	switch k := key.(type) {
+	case int64:
+		return strconv.FormatInt(k, 10), nil
+	case float64:
+		return strconv.FormatFloat(k, 'g', -1, 64), nil
+	case string:
+		return k, nil
+	case []byte:
+		return `\x` + hex.EncodeToString(k), nil
+	case nil:
+		return "", errors.New("a primary key is NULL")
+	}
+	return "", fmt.Errorf("a primary key is a %T, which cannot be passed back as it is; the primary key must be an integer, real, text or blob", key)
+}
+
+// key returns the primary key of row i as the job passes it back into SQL:
+// its text form, or the value as the driver returned it when native.
+func (b *batch) key(i int) any {
+	if b.native {
+		return b.keys[i]
+	}
+	return b.pks[i]
 }
 
 // rows returns the number of rows in the batch.
@@ -90,11 +149,14 @@ func (b *batch) resetOut() {
 	for k := range b.out {
 		b.out[k].reset()
 	}
+	b.outRows = b.outRows[:0]
+	clear(b.outVals)
+	b.outVals = b.outVals[:0]
 }
 
-// addOut appends a row to the output arrays: its primary key and rowOut.
-func (b *batch) addOut(pk string) {
-	b.out[0].add(pk)
+// addOut appends row i to the output: its primary key and rowOut.
+func (b *batch) addOut(i int) {
+	b.out[0].add(b.pks[i])
 	for k, v := range b.rowOut {
 		if v == nil {
 			b.out[k+1].addNull()
@@ -102,9 +164,11 @@ func (b *batch) addOut(pk string) {
 			b.out[k+1].addBytes(v)
 		}
 	}
+	b.outRows = append(b.outRows, i)
+	b.outVals = append(b.outVals, b.rowOut...)
 }
 
-// args returns the output arrays as the arguments of the UPDATE.
+// args returns the output arrays as the arguments of PostgreSQL's UPDATE.
 func (b *batch) args() []any {
 	args := make([]any, len(b.out))
 	for k := range b.out {

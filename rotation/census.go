@@ -171,8 +171,9 @@ const prefixLen = 16
 func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Census, error) {
 	p, err := resolve(ctx, j.db, j.table, nil)
 	if err != nil {
-		return nil, err
+		return nil, j.hint(err)
 	}
+	d := p.sql()
 	pre, active, err := activePrefixes(ctx, j.cipher, p)
 	if err != nil {
 		return nil, err
@@ -205,15 +206,12 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 	}
 
 	// The select list: whole values to verify, else only their prefixes.
-	list := []string{p.qpk + "::text AS colcrypt_pk"} // see plan.selectList
+	list := []string{d.pkSelect(p)} // see plan.selectList
 	for _, col := range p.cols {
-		switch {
-		case verify:
+		if verify {
 			list = append(list, col.q)
-		case col.bytea:
-			list = append(list, fmt.Sprintf("substr(%s, 1, %d)", col.q, prefixLen))
-		default:
-			list = append(list, fmt.Sprintf("left(%s, %d)", col.q, prefixLen))
+		} else {
+			list = append(list, d.prefixExpr(col.ref(), prefixLen))
 		}
 	}
 	for _, ix := range p.idx {
@@ -231,15 +229,15 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 
 	b := newBatch(p, opts.BatchSize)
 	nc := len(p.cols)
-	var last string
+	var last any
 	for first := true; ; first = false {
 		q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(list, ", "), p.qtable)
 		var args []any
 		if !first {
-			q += fmt.Sprintf(" WHERE %s > %s", p.qpk, p.pkCast(1, false))
+			q += fmt.Sprintf(" WHERE %s > %s", p.qpk, d.keyParam(p, 1))
 			args = append(args, last)
 		}
-		q += fmt.Sprintf(" ORDER BY %s LIMIT %d", p.qpk, opts.BatchSize)
+		q += fmt.Sprintf(" ORDER BY %s LIMIT %d", p.orderBy(), opts.BatchSize)
 		rows, err := j.db.QueryContext(ctx, q, args...)
 		if err == nil {
 			err = b.read(rows)
@@ -333,7 +331,7 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 					}
 					if want != string(iv) {
 						ic.Mismatched++
-						fail(Failure{PK: b.pks[i], Column: p.idx[k].name, Err: fmt.Errorf("%w: the stored index value is not the index of the decrypted %s", ErrIndexMismatch, quoteIdent(col.name))})
+						fail(Failure{PK: b.pks[i], Column: p.idx[k].name, Err: fmt.Errorf("%w: the stored index value is not the index of the decrypted %s", ErrIndexMismatch, p.quote(col.name))})
 					}
 				}
 			}
@@ -344,6 +342,6 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 		if n < opts.BatchSize {
 			return c, nil
 		}
-		last = b.pks[n-1]
+		last = b.key(n - 1)
 	}
 }

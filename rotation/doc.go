@@ -1,7 +1,8 @@
 // Package rotation re-saves encrypted columns under a new key version while
 // the application keeps running, encrypts columns that still hold
 // plaintext, and counts and verifies what a table holds. It works over
-// database/sql on PostgreSQL, with any driver.
+// database/sql on PostgreSQL, MySQL 8 / MariaDB 10.6+ and SQLite 3.33+ (see
+// Databases).
 //
 // # Rotating a key
 //
@@ -32,14 +33,16 @@
 //
 // Rotate pages over the primary key (never OFFSET) in batches, one
 // transaction per batch: it locks the next rows that need work with SELECT
-// … FOR UPDATE SKIP LOCKED, decrypts and re-encrypts them in Go, writes the
-// batch back with one UPDATE and commits. From that follow:
+// … FOR UPDATE SKIP LOCKED (on SQLite, it holds the database's write lock
+// instead), decrypts and re-encrypts them in Go, writes the batch back with
+// one UPDATE and commits. From that follow:
 //
 //   - Concurrent writers lose nothing. A value is only overwritten with the
 //     re-encryption of what the same transaction read under lock: a write
 //     the application committed before is what gets re-encrypted, and one
 //     it makes after waits for the commit and wins. Rows the application
-//     holds locked are skipped, and picked up by a later pass.
+//     holds locked are skipped, and picked up by a later pass (on SQLite
+//     the batch waits for the application's transaction instead).
 //   - Stopping is always safe. Rotate keeps no state outside the data:
 //     killed at any moment, every row is untouched or rewritten, and
 //     running it again finishes the job.
@@ -48,6 +51,60 @@
 //     value), later passes leave it alone, and Rotate ends with an error
 //     wrapping ErrFailures.
 //   - NULL stays NULL. No ORM hooks run.
+//
+// # Databases
+//
+// Table.Dialect names the database's SQL dialect: Postgres, MySQL (which
+// is MariaDB too) or SQLite. Left at DetectDialect it is taken from the
+// type of the *sql.DB's driver: a type from a package whose import path
+// contains "mysql" (github.com/go-sql-driver/mysql) is MySQL, "sqlite"
+// (modernc.org/sqlite, github.com/glebarez/go-sqlite,
+// github.com/mattn/go-sqlite3) SQLite, and anything else PostgreSQL (pgx's
+// stdlib, lib/pq). Set it when the driver is wrapped, by tracing for
+// instance, so that its type names another package. gormrotation sets it
+// from the GORM dialector.
+//
+// PostgreSQL takes a batch with SELECT … FOR UPDATE SKIP LOCKED in a READ
+// COMMITTED transaction and writes it back with one UPDATE … FROM
+// unnest($1::text::T[], …), arrays passed as text so that every driver
+// can send them.
+//
+// MySQL and MariaDB (InnoDB) take a batch the same way, FOR UPDATE SKIP
+// LOCKED in READ COMMITTED, and write it back with one UPDATE joined to a
+// derived table of the new values (UPDATE t JOIN (SELECT ? AS k, ? AS c1
+// UNION ALL SELECT ?, ? …) v ON t.id = v.k SET t.c1 = v.c1): only rows that
+// exist and that the batch holds locked are written, and no row is ever
+// inserted. Every column of the batch's rows is written, with its new
+// value or with the value the batch read under its lock, which changes
+// nothing. Primary keys may be integers, character strings (compared in
+// the column's collation) or binary strings. Names are quoted with
+// backquotes; names with non-ASCII characters need a connection character
+// set such as utf8mb4 (not gbk, big5, sjis, cp932 or gb18030, in which a
+// backquote byte can be part of a character). A batch writes 1 + the
+// number of columns parameters a row, within MySQL's 65535, which bounds
+// BatchSize; the values of a batch must also fit max_allowed_packet.
+//
+// SQLite has neither row locks nor SKIP LOCKED: it has one write lock for
+// the whole database, and each batch takes it first (BEGIN IMMEDIATE on a
+// connection of its own), then reads its rows and writes them back with one
+// UPDATE … FROM (VALUES …) before it commits, so that no other write can
+// come in between, which is what the row locks give elsewhere. The
+// application's writes wait for a batch (so set a busy timeout, such as
+// _pragma=busy_timeout(10000) with modernc.org/sqlite; WAL mode lets reads
+// go on meanwhile), and Rotate retries a batch that found the database busy
+// for longer than that. Workers beyond one gain nothing on SQLite. The
+// database must be a file, not :memory:, so that the job's connections and
+// the application's share it. A new value keeps the
+// storage class, TEXT or BLOB, of the one it replaces. Primary keys are
+// passed back as the driver returned them; they must not be of a type the
+// driver reads as a time (DATE, DATETIME, TIMESTAMP), and must be declared
+// NOT NULL unless they are INTEGER PRIMARY KEY. A batch writes 1 + the
+// number of columns parameters a row, within SQLite's default limit of
+// 32766.
+//
+// On MySQL and SQLite, names are looked up as the database compares them:
+// a column (and on SQLite a table) named with other letter case is found
+// when the catalog has only one such name.
 //
 // # Encrypting existing plaintext
 //
@@ -60,7 +117,8 @@
 //
 // # Names
 //
-// Table, column and index names are quoted by the package; any string is
-// safe to pass, and one that is not an existing column is an error wrapping
-// ErrInvalidTable.
+// Table, column and index names are quoted by the package, in the
+// dialect's quoting; any string is safe to pass, and one that is not an
+// existing column is an error wrapping ErrInvalidTable. Every name is
+// checked against the catalog before it is used in a statement.
 package rotation

@@ -75,9 +75,10 @@ type versionComputer interface {
 // A Job is safe for concurrent use, though running two Rotates on one table
 // at once gains nothing.
 type Job struct {
-	db     *sql.DB
-	table  Table
-	cipher Cipher
+	db      *sql.DB
+	table   Table // with Dialect set
+	cipher  Cipher
+	guessed bool // Dialect is PostgreSQL because the driver was not recognised
 }
 
 // New returns a job over table t of db, decrypting and encrypting values
@@ -86,7 +87,8 @@ type Job struct {
 // but does not touch the database; every method checks it against the
 // catalog first.
 //
-// db must be PostgreSQL (any database/sql driver: pgx's stdlib, lib/pq).
+// db is PostgreSQL, MySQL/MariaDB or SQLite: see Table.Dialect. When it
+// is not set, New takes it from the type of db's driver.
 func New(db *sql.DB, t Table, c Cipher) (*Job, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidTable)
@@ -101,10 +103,17 @@ func New(db *sql.DB, t Table, c Cipher) (*Job, error) {
 	for i := range t.Columns {
 		t.Columns[i].Indexes = append([]Index(nil), t.Columns[i].Indexes...)
 	}
-	return &Job{db: db, table: t, cipher: c}, nil
+	guessed := false
+	if t.Dialect == DetectDialect {
+		var known bool
+		t.Dialect, known = detectDialect(db.Driver())
+		guessed = !known
+	}
+	return &Job{db: db, table: t, cipher: c, guessed: guessed}, nil
 }
 
-// Table returns the job's table description.
+// Table returns the job's table description, with its Dialect set (as
+// detected, when it was not).
 func (j *Job) Table() Table { return j.table }
 
 // Failure is a row (or, from Verify, a value) that could not be processed.
@@ -142,11 +151,15 @@ const (
 // DefaultBatchSize with one worker and no pause.
 type Options struct {
 	// BatchSize is the number of rows each transaction locks and writes;
-	// 0 means DefaultBatchSize.
+	// 0 means DefaultBatchSize. On MySQL and SQLite, where a batch is
+	// written with a parameter per value, it is also bounded by the
+	// number of parameters a statement takes (65535 and 32766) divided by
+	// 1 + the number of columns written.
 	BatchSize int
 	// Workers is the number of batches in flight at once, each on its own
 	// connection; 0 means 1. Batches are taken in primary-key order, so
-	// workers never contend for rows.
+	// workers never contend for rows. On SQLite, where a batch holds the
+	// database's write lock, more than one gains nothing.
 	Workers int
 	// Pause is how long each worker sleeps after each batch, to leave the
 	// database to the application.
@@ -221,7 +234,8 @@ type Result struct {
 	// Passes is the number of passes made over the table.
 	Passes int
 	// Retried is the number of batches rolled back on a transient error
-	// (deadlock, serialization failure) and left to a later pass.
+	// (deadlock, serialization failure, lock wait timeout, SQLite busy)
+	// and left to a later pass.
 	Retried int64
 	// Elapsed is how long Rotate ran.
 	Elapsed time.Duration

@@ -21,13 +21,15 @@ import (
 //
 // It walks the primary key in order (keyset pagination, never OFFSET), in
 // batches. Each batch is one transaction: it locks the next rows that need
-// work with SELECT … FOR UPDATE SKIP LOCKED, decrypts and re-encrypts their
-// values in Go, writes them back in one UPDATE and commits. A value is only
+// work with SELECT … FOR UPDATE SKIP LOCKED (on SQLite, it takes the
+// database's write lock first), decrypts and re-encrypts their values in
+// Go, writes them back in one UPDATE and commits. A value is only
 // ever overwritten with the re-encryption of what the same transaction read
 // under lock, so a concurrent write by the application is never lost: it
 // either committed before the lock (and is what gets re-encrypted) or waits
 // for the commit (and overwrites the rotated value). Rows the application
-// holds locked are skipped and picked up by a later pass; Rotate returns
+// holds locked are skipped and picked up by a later pass (SQLite waits for
+// the application's transactions instead); Rotate returns
 // when a count finds no value left on an old version. NULL stays NULL, and
 // ORM hooks are not fired.
 //
@@ -67,9 +69,13 @@ func (j *Job) Rotate(ctx context.Context, opts Options) (*Result, error) {
 	}
 	p, err := resolve(ctx, j.db, j.table, opts.EncryptPlaintext)
 	if err != nil {
-		return res, err
+		return res, j.hint(err)
 	}
-	r := &runner{j: j, p: p, opts: opts, start: start, res: res, failed: map[string]bool{}}
+	if m := p.sql().maxParams(); m > 0 && opts.BatchSize*(1+p.width()) > m {
+		return res, fmt.Errorf("rotation: BatchSize %d is too large for %s: a batch of this table is written with %d parameters a row, and one statement takes at most %d; use at most %d",
+			opts.BatchSize, p.dialect, 1+p.width(), m, m/(1+p.width()))
+	}
+	r := &runner{j: j, p: p, opts: opts, start: start, res: res, failed: map[string]bool{}, failedKey: map[string]any{}}
 	err = r.run(ctx)
 	res.Elapsed = time.Since(start)
 	return res, err
@@ -83,12 +89,13 @@ type runner struct {
 	start time.Time
 	pre   prefixes
 
-	mu     sync.Mutex // guards everything below, and serialises the callbacks
-	res    *Result
-	failed map[string]bool // primary keys of res.Failures
-	done   int64
-	total  int64
-	pass   int
+	mu        sync.Mutex // guards everything below, and serialises the callbacks
+	res       *Result
+	failed    map[string]bool // primary keys of res.Failures
+	failedKey map[string]any  // the same keys as SQL takes them back (batch.key)
+	done      int64
+	total     int64
+	pass      int
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -100,7 +107,7 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.checkIndexes(ctx); err != nil {
 		return err
 	}
-	pending, err := r.countPending(ctx, "")
+	pending, err := r.countPending(ctx, exclusion{})
 	if err != nil {
 		return err
 	}
@@ -111,7 +118,7 @@ func (r *runner) run(ctx context.Context) error {
 		r.pass = pass
 		r.res.Passes = pass
 		before := r.done
-		exclude := r.excludeLiteral()
+		exclude := r.exclusion()
 		r.progressLocked()
 		r.mu.Unlock()
 
@@ -129,7 +136,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		r.mu.Lock()
 		r.pre = pre // no worker is running
-		exclude = r.excludeLiteral()
+		exclude = r.exclusion()
 		progressed := r.done > before
 		r.mu.Unlock()
 		left, err := r.countPending(ctx, exclude)
@@ -165,7 +172,14 @@ func (r *runner) finish(ctx context.Context) error {
 	if len(r.res.Failures) == 0 {
 		return nil
 	}
-	if !r.opts.DryRun {
+	if !r.opts.DryRun && r.p.sql().maxParams() > 0 {
+		ex := r.exclusion()
+		still, err := r.pendingAmong(ctx, ex.keys)
+		if err != nil {
+			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
+		}
+		r.keepFailures(still)
+	} else if !r.opts.DryRun {
 		lit := r.excludeLiteral()
 		q := fmt.Sprintf("SELECT %s::text AS colcrypt_pk FROM %s WHERE %s = ANY (%s) AND %s",
 			r.p.qpk, r.p.qtable, r.p.qpk, r.p.pkCast(1, true), r.p.pendingSQL(r.pre))
@@ -186,18 +200,111 @@ func (r *runner) finish(ctx context.Context) error {
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
 		}
-		kept := r.res.Failures[:0]
-		for _, f := range r.res.Failures {
-			if still[f.PK] {
-				kept = append(kept, f)
-			}
-		}
-		r.res.Failures = kept
+		r.keepFailures(still)
 	}
 	if n := len(r.res.Failures); n > 0 {
 		return fmt.Errorf("%w: %d rows of %s left untouched (see the failures reported)", ErrFailures, n, r.p.table)
 	}
 	return nil
+}
+
+// keepFailures drops from the failures the rows not in still. r.mu must
+// be held.
+func (r *runner) keepFailures(still map[string]bool) {
+	kept := r.res.Failures[:0]
+	for _, f := range r.res.Failures {
+		if still[f.PK] {
+			kept = append(kept, f)
+		}
+	}
+	r.res.Failures = kept
+}
+
+// exclusion is the failed rows a pass leaves out. PostgreSQL takes their
+// keys as one array literal; the other dialects as a list of parameters,
+// of which the batch SELECT names the first maxExcluded (rows beyond those
+// are read again, and skipped as failures already reported).
+type exclusion struct {
+	lit  string // PostgreSQL: an array literal, or ""
+	keys []any  // the others: the keys as batch.key returns them
+}
+
+// maxExcluded is the number of failed keys a batch SELECT names, outside
+// PostgreSQL.
+const maxExcluded = 500
+
+// exclusion returns the failed rows' keys. r.mu must be held.
+func (r *runner) exclusion() exclusion {
+	if len(r.res.Failures) == 0 {
+		return exclusion{}
+	}
+	if r.p.pkKind == keyPgText {
+		return exclusion{lit: r.excludeLiteral()}
+	}
+	keys := make([]any, len(r.res.Failures))
+	for i, f := range r.res.Failures {
+		keys[i] = r.failedKey[f.PK]
+	}
+	return exclusion{keys: keys}
+}
+
+// pendingAmong returns, of the rows with the given keys (batch.key), the
+// primary keys (text) of those that still need work, outside PostgreSQL.
+// It asks in chunks, to stay within the number of parameters a statement
+// takes.
+func (r *runner) pendingAmong(ctx context.Context, keys []any) (map[string]bool, error) {
+	p := r.p
+	d := p.sql()
+	still := map[string]bool{}
+	for start := 0; start < len(keys); start += maxExcluded {
+		chunk := keys[start:min(len(keys), start+maxExcluded)]
+		var b strings.Builder
+		fmt.Fprintf(&b, "SELECT %s FROM %s WHERE %s IN (", d.pkSelect(p), p.qtable, p.qpk)
+		for i := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(d.keyParam(p, i+1))
+		}
+		fmt.Fprintf(&b, ") AND %s", p.pendingSQL(r.pre))
+		rows, err := r.j.db.QueryContext(ctx, b.String(), chunk...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var key any
+			if err := rows.Scan(&key); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			text, err := scannedKeyText(key, p.pkKind)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			still[text] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return still, nil
+}
+
+// scannedKeyText is the text form of a primary key scanned into an any:
+// for keyNative as batch.read makes it, else the text the SELECT made.
+func scannedKeyText(key any, kind keyKind) (string, error) {
+	if kind == keyNative {
+		return keyText(key)
+	}
+	switch k := key.(type) {
+	case string:
+		return k, nil
+	case []byte:
+		return string(k), nil
+	}
+	return "", fmt.Errorf("a primary key's text form is a %T", key)
 }
 
 // excludeLiteral returns the failed primary keys as an array literal, or
@@ -215,17 +322,25 @@ func (r *runner) excludeLiteral() string {
 }
 
 // countPending counts the rows Rotate would still rewrite, leaving out the
-// primary keys of the array literal exclude.
-func (r *runner) countPending(ctx context.Context, exclude string) (int64, error) {
+// failed rows of exclude.
+func (r *runner) countPending(ctx context.Context, exclude exclusion) (int64, error) {
 	q := fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", r.p.qtable, r.p.pendingSQL(r.pre))
 	var args []any
-	if exclude != "" {
+	if exclude.lit != "" {
 		q += fmt.Sprintf(" AND NOT (%s = ANY (%s))", r.p.qpk, r.p.pkCast(1, true))
-		args = append(args, exclude)
+		args = append(args, exclude.lit)
 	}
 	var n int64
 	if err := r.j.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("rotation: counting the rows left in %s: %w", r.p.table, err)
+	}
+	if len(exclude.keys) > 0 {
+		// Counted above, and no work for this run: subtract them.
+		still, err := r.pendingAmong(ctx, exclude.keys)
+		if err != nil {
+			return 0, fmt.Errorf("rotation: counting the rows left in %s: %w", r.p.table, err)
+		}
+		n = max(0, n-int64(len(still)))
 	}
 	return n, nil
 }
@@ -254,14 +369,26 @@ func (r *runner) progressLocked() {
 type cursor struct {
 	mu      sync.Mutex
 	last    string // primary key of the last row taken, as text
+	lastKey any    // the same as the driver returned it, for keyNative
 	started bool   // last is set
 	done    bool   // no rows left after last
-	exclude string // array literal of failed primary keys, or ""
+	exclude string // PostgreSQL: array literal of failed primary keys, or ""
+	// The other dialects: failed primary keys (batch.key), at most
+	// maxExcluded.
+	excludeKeys []any
+}
+
+// key returns the last primary key taken as SQL takes it back.
+func (c *cursor) key() any {
+	if c.lastKey != nil {
+		return c.lastKey
+	}
+	return c.last
 }
 
 // sweep makes one pass over the table with the configured workers.
-func (r *runner) sweep(ctx context.Context, exclude string) error {
-	cur := &cursor{exclude: exclude}
+func (r *runner) sweep(ctx context.Context, exclude exclusion) error {
+	cur := &cursor{exclude: exclude.lit, excludeKeys: exclude.keys[:min(len(exclude.keys), maxExcluded)]}
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -295,7 +422,7 @@ func (r *runner) worker(ctx context.Context, cur *cursor) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if !isTransient(err) || transient >= 10 {
+			if !r.p.sql().transient(err) || transient >= 10 {
 				return err
 			}
 			// A deadlock or serialization failure rolled the batch back;
@@ -304,6 +431,13 @@ func (r *runner) worker(ctx context.Context, cur *cursor) error {
 			r.mu.Lock()
 			r.res.Retried++
 			r.mu.Unlock()
+			if r.p.dialect == SQLite {
+				// The database was busy for longer than the driver's busy
+				// timeout: give the application some room.
+				if err := sleep(ctx, time.Duration(transient)*50*time.Millisecond); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		transient = 0
@@ -324,9 +458,9 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	var q interface {
 		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 	} = r.j.db
-	var tx *sql.Tx
+	var tx batchTx
 	if !r.opts.DryRun {
-		tx, err = r.j.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		tx, err = r.p.sql().begin(ctx, r.j.db)
 		if err != nil {
 			return false, fmt.Errorf("rotation: starting a transaction: %w", err)
 		}
@@ -356,6 +490,9 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	n := b.rows()
 	if n > 0 {
 		cur.last, cur.started = b.pks[n-1], true
+		if b.native {
+			cur.lastKey = b.keys[n-1]
+		}
 	}
 	if n < r.opts.BatchSize {
 		cur.done = true
@@ -370,12 +507,13 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	if err != nil {
 		return false, err
 	}
-	newFails := r.reportFailures(fails)
+	newFails := r.reportFailures(fails, b)
 
 	// Write back in one statement, and commit.
 	if tx != nil {
 		if st.rows > 0 {
-			res, err := tx.ExecContext(ctx, r.updateSQL(), b.args()...)
+			query, args := r.writeSQL(b)
+			res, err := tx.ExecContext(ctx, query, args...)
 			if err != nil {
 				return false, fmt.Errorf("rotation: writing a batch of %s: %w", r.p.table, err)
 			}
@@ -407,20 +545,27 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 }
 
 // reportFailures records the failed rows not seen before and returns how
-// many there were.
-func (r *runner) reportFailures(fails []Failure) int {
+// many there were. fails are rows of b, in the order of b.
+func (r *runner) reportFailures(fails []Failure, b *batch) int {
 	if len(fails) == 0 {
 		return 0
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
+	row := 0
 	for _, f := range fails {
+		for row < b.rows() && b.pks[row] != f.PK {
+			row++
+		}
 		if r.failed[f.PK] {
 			continue
 		}
 		n++
 		r.failed[f.PK] = true
+		if row < b.rows() {
+			r.failedKey[f.PK] = b.key(row)
+		}
 		r.res.Failures = append(r.res.Failures, f)
 		if r.opts.OnFailure != nil {
 			r.opts.OnFailure(f)
@@ -432,27 +577,52 @@ func (r *runner) reportFailures(fails []Failure) int {
 // selectSQL returns the query that takes the next batch after the cursor,
 // with its arguments. cur.mu must be held.
 func (r *runner) selectSQL(cur *cursor) (string, []any) {
+	p := r.p
+	d := p.sql()
 	var b strings.Builder
 	var args []any
-	fmt.Fprintf(&b, "SELECT %s FROM %s WHERE %s", r.p.selectList(), r.p.qtable, r.p.pendingSQL(r.pre))
+	fmt.Fprintf(&b, "SELECT %s FROM %s WHERE %s", p.selectList(), p.qtable, p.pendingSQL(r.pre))
 	if cur.started {
-		args = append(args, cur.last)
-		fmt.Fprintf(&b, " AND %s > %s", r.p.qpk, r.p.pkCast(len(args), false))
+		args = append(args, cur.key())
+		fmt.Fprintf(&b, " AND %s > %s", p.qpk, d.keyParam(p, len(args)))
 	}
 	if cur.exclude != "" {
 		args = append(args, cur.exclude)
-		fmt.Fprintf(&b, " AND NOT (%s = ANY (%s))", r.p.qpk, r.p.pkCast(len(args), true))
+		fmt.Fprintf(&b, " AND NOT (%s = ANY (%s))", p.qpk, p.pkCast(len(args), true))
 	}
-	fmt.Fprintf(&b, " ORDER BY %s LIMIT %d", r.p.qpk, r.opts.BatchSize)
+	if len(cur.excludeKeys) > 0 {
+		fmt.Fprintf(&b, " AND %s NOT IN (", p.qpk)
+		for i, k := range cur.excludeKeys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			args = append(args, k)
+			b.WriteString(d.keyParam(p, len(args)))
+		}
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, " ORDER BY %s LIMIT %d", p.orderBy(), r.opts.BatchSize)
 	if !r.opts.DryRun {
-		b.WriteString(" FOR UPDATE SKIP LOCKED")
+		b.WriteString(d.lockClause())
 	}
 	return b.String(), args
 }
 
-// updateSQL returns the statement that writes a batch back: one UPDATE
-// joined to the unnested arrays of primary keys and new values. A NULL new
-// value leaves the column as it is.
+// writeSQL returns the statement that writes the batch's output back, and
+// its arguments.
+func (r *runner) writeSQL(b *batch) (string, []any) {
+	switch r.p.dialect {
+	case MySQL:
+		return mysqlUpdate(r.p, b)
+	case SQLite:
+		return sqliteUpdate(r.p, b)
+	}
+	return r.updateSQL(), b.args()
+}
+
+// updateSQL returns PostgreSQL's statement that writes a batch back: one
+// UPDATE joined to the unnested arrays of primary keys and new values. A
+// NULL new value leaves the column as it is.
 func (r *runner) updateSQL() string {
 	var set, arrays, names []string
 	arrays = append(arrays, r.p.pkCast(1, true))
@@ -562,7 +732,7 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []Failure, err
 		if values+plain+index == 0 {
 			continue // nothing to do (the SELECT only returns rows with work)
 		}
-		b.addOut(b.pks[i])
+		b.addOut(i)
 		st.rows++
 		st.values += values
 		st.plaintext += plain
@@ -597,7 +767,7 @@ func (r *runner) checkIndexes(ctx context.Context) error {
 		}
 		src := r.p.cols[ix.src]
 		q := fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL ORDER BY %s LIMIT %d",
-			src.q, ix.q, r.p.qtable, src.q, ix.q, r.p.qpk, sample)
+			src.q, ix.q, r.p.qtable, src.q, ix.q, r.p.orderBy(), sample)
 		rows, err := r.j.db.QueryContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
@@ -644,20 +814,6 @@ func (r *runner) checkIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// isTransient reports whether err is a deadlock, serialization failure or
-// lock timeout, after which the batch can simply be tried again later. It
-// recognises the SQLState method of the errors of pgx and lib/pq.
-func isTransient(err error) bool {
-	var s interface{ SQLState() string }
-	if errors.As(err, &s) {
-		switch s.SQLState() {
-		case "40001", "40P01", "55P03":
-			return true
-		}
-	}
-	return false
 }
 
 // sleep waits for d or until ctx ends.

@@ -15,17 +15,31 @@ import (
 // sensitive, unquoted): the job quotes them itself, so any name, however
 // hostile, is safe to pass.
 type Table struct {
-	// Schema is the table's schema; empty means the search_path.
+	// Schema is the table's schema: on PostgreSQL empty means the
+	// search_path; on MySQL it is the database, empty for the connection's
+	// current one; on SQLite the attached database ("main", "temp" or an
+	// ATTACH name), empty for the table as an unqualified name finds it in
+	// temp or main.
 	Schema string
 	// Name is the table's name.
 	Name string
 	// PrimaryKey is the column the job pages over: a single NOT NULL
-	// column with a unique index (a primary key), of any orderable type.
-	// Composite keys are not supported.
+	// column with a unique index (a primary key). On PostgreSQL it may be
+	// of any orderable type; on MySQL an integer, character or binary
+	// string type; on SQLite anything but a type the driver reads as a
+	// time (DATE, DATETIME, TIMESTAMP). Composite keys are not supported.
 	PrimaryKey string
-	// Columns are the encrypted columns: TEXT, VARCHAR, CITEXT or BYTEA
-	// holding the wire format of package encryptedtype.
+	// Columns are the encrypted columns holding the wire format of package
+	// encryptedtype: on PostgreSQL TEXT, VARCHAR, CITEXT or BYTEA; on
+	// MySQL the CHAR, VARCHAR, TEXT, BINARY, VARBINARY and BLOB types; on
+	// SQLite columns of TEXT or BLOB affinity.
 	Columns []Column
+	// Dialect is the database's SQL dialect. The zero value,
+	// DetectDialect, takes it from the type of the *sql.DB's driver (see
+	// DetectDialect); set it when the driver is wrapped (by tracing, for
+	// instance) or not one colcrypt knows. Package gormrotation sets it
+	// from the GORM dialector.
+	Dialect Dialect
 }
 
 // Column is one encrypted column and the blind indexes computed from its
@@ -50,8 +64,9 @@ type Index struct {
 	Indexer Indexer
 }
 
-// String returns the table's name as it appears in SQL, quoted.
-func (t Table) String() string { return qualified(t.Schema, t.Name) }
+// String returns the table's name as it appears in SQL, quoted: with
+// backquotes for MySQL, double quotes for the others.
+func (t Table) String() string { return qualifiedIn(dialectOf(t.Dialect), t.Schema, t.Name) }
 
 // quoteIdent quotes an SQL identifier: it is wrapped in double quotes and
 // every double quote in it doubled, which PostgreSQL reads back as exactly
@@ -61,12 +76,17 @@ func quoteIdent(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
-// qualified returns the quoted, schema-qualified name of a table.
-func qualified(schema, name string) string {
+// qualified returns the quoted, schema-qualified name of a table, in
+// PostgreSQL's quoting.
+func qualified(schema, name string) string { return qualifiedIn(postgresDialect{}, schema, name) }
+
+// qualifiedIn returns the quoted, schema-qualified name of a table in
+// dialect d.
+func qualifiedIn(d sqlDialect, schema, name string) string {
 	if schema == "" {
-		return quoteIdent(name)
+		return d.quote(name)
 	}
-	return quoteIdent(schema) + "." + quoteIdent(name)
+	return d.quote(schema) + "." + d.quote(name)
 }
 
 // checkName rejects names that cannot be SQL identifiers.
@@ -86,6 +106,9 @@ func (t Table) validate() error {
 		if err := checkName("schema", t.Schema); err != nil {
 			return err
 		}
+	}
+	if t.Dialect < DetectDialect || t.Dialect > SQLite {
+		return fmt.Errorf("%w: unknown %v", ErrInvalidTable, t.Dialect)
 	}
 	if err := checkName("table", t.Name); err != nil {
 		return err
@@ -129,12 +152,17 @@ func (t Table) validate() error {
 // plan is a Table resolved against the catalog: quoted names, column types
 // and the SQL of every statement the job runs.
 type plan struct {
-	table  Table
-	qtable string // quoted, qualified
-	qpk    string // quoted
-	pkType string // format_type of the primary key, e.g. "bigint"
-	cols   []colPlan
-	idx    []idxPlan // every index, in the order of the row layout
+	table   Table
+	dialect Dialect // the zero value is PostgreSQL's
+	qtable  string  // quoted, qualified
+	qpk     string  // quoted
+	pkType  string  // PostgreSQL: format_type of the primary key, e.g. "bigint"
+	pkKind  keyKind // how keys go back into SQL
+	// MySQL, for a character-string key: its character set and collation,
+	// which the batch UPDATE names to join on the key.
+	pkCharset, pkCollation string
+	cols                   []colPlan
+	idx                    []idxPlan // every index, in the order of the row layout
 }
 
 // colPlan is one encrypted column of a plan.
@@ -142,21 +170,29 @@ type colPlan struct {
 	name      string
 	q         string
 	bytea     bool
-	plaintext bool  // Options.EncryptPlaintext names it
-	idx       []int // positions in plan.idx
+	charset   string // MySQL: the character set of a text column
+	plaintext bool   // Options.EncryptPlaintext names it
+	idx       []int  // positions in plan.idx
 }
 
 // idxPlan is one blind-index column of a plan.
 type idxPlan struct {
-	name  string
-	q     string
-	bytea bool
-	src   int // position of the source column in plan.cols
-	ix    Indexer
+	name    string
+	q       string
+	bytea   bool
+	charset string // MySQL: the character set of a text column
+	src     int    // position of the source column in plan.cols
+	ix      Indexer
 }
+
+func (c colPlan) ref() colRef { return colRef{q: c.q, bytea: c.bytea, charset: c.charset} }
+func (c idxPlan) ref() colRef { return colRef{q: c.q, bytea: c.bytea, charset: c.charset} }
 
 // width is the number of values in a row after its primary key.
 func (p *plan) width() int { return len(p.cols) + len(p.idx) }
+
+// quote quotes a name in the plan's dialect, for SQL and messages.
+func (p *plan) quote(name string) string { return p.sql().quote(name) }
 
 // attr is a column as the catalog describes it.
 type attr struct {
@@ -170,16 +206,25 @@ type attr struct {
 // plaintext names the columns whose non-wire-format values are plaintext
 // to encrypt.
 func resolve(ctx context.Context, db *sql.DB, t Table, plaintext []string) (*plan, error) {
-	p := &plan{table: t, qtable: qualified(t.Schema, t.Name), qpk: quoteIdent(t.PrimaryKey)}
+	d := dialectOf(t.Dialect)
+	p := &plan{table: t, dialect: t.Dialect, qtable: qualifiedIn(d, t.Schema, t.Name), qpk: d.quote(t.PrimaryKey)}
+	if err := d.resolve(ctx, db, p, plaintext); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
 
+// resolvePostgres is resolve on PostgreSQL.
+func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []string) error {
+	t := p.table
 	// The quoted name is a bound parameter, parsed by to_regclass: it
 	// never becomes SQL text.
 	var oid sql.NullInt64
 	if err := db.QueryRowContext(ctx, `SELECT to_regclass($1)::oid::bigint`, p.qtable).Scan(&oid); err != nil {
-		return nil, fmt.Errorf("rotation: looking up table %s: %w", t, err)
+		return fmt.Errorf("rotation: looking up table %s: %w", t, err)
 	}
 	if !oid.Valid {
-		return nil, fmt.Errorf("%w: table %s does not exist", ErrInvalidTable, t)
+		return fmt.Errorf("%w: table %s does not exist", ErrInvalidTable, t)
 	}
 	rows, err := db.QueryContext(ctx, `
 		SELECT a.attname, format_type(a.atttypid, a.atttypmod),
@@ -189,7 +234,7 @@ func resolve(ctx context.Context, db *sql.DB, t Table, plaintext []string) (*pla
 		LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, oid.Int64)
 	if err != nil {
-		return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+		return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 	}
 	attrs := map[string]attr{}
 	for rows.Next() {
@@ -197,23 +242,23 @@ func resolve(ctx context.Context, db *sql.DB, t Table, plaintext []string) (*pla
 		var a attr
 		if err := rows.Scan(&name, &a.typ, &a.typname, &a.notNull, &a.attnum); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+			return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 		}
 		attrs[name] = a
 	}
 	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+		return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
+		return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 	}
 
 	pk, ok := attrs[t.PrimaryKey]
 	if !ok {
-		return nil, fmt.Errorf("%w: table %s has no column %s (the primary key)", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
+		return fmt.Errorf("%w: table %s has no column %s (the primary key)", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
 	}
 	if !pk.notNull {
-		return nil, fmt.Errorf("%w: table %s: primary key column %s is nullable", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
+		return fmt.Errorf("%w: table %s: primary key column %s is nullable", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
 	}
 	var unique bool
 	if err := db.QueryRowContext(ctx, `
@@ -221,61 +266,78 @@ func resolve(ctx context.Context, db *sql.DB, t Table, plaintext []string) (*pla
 		               WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL
 		                 AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = $2)`,
 		oid.Int64, pk.attnum).Scan(&unique); err != nil {
-		return nil, fmt.Errorf("rotation: reading the indexes of %s: %w", t, err)
+		return fmt.Errorf("rotation: reading the indexes of %s: %w", t, err)
 	}
 	if !unique {
-		return nil, fmt.Errorf("%w: table %s: column %s has no unique index on it alone; the job pages over a single-column primary key", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
+		return fmt.Errorf("%w: table %s: column %s has no unique index on it alone; the job pages over a single-column primary key", ErrInvalidTable, t, quoteIdent(t.PrimaryKey))
 	}
 	p.pkType = pk.typ
+	p.pkKind = keyPgText
 
+	return p.addColumns(plaintext, func(name, what string) (colRef, error) {
+		a, ok := attrs[name]
+		if !ok {
+			return colRef{}, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, quoteIdent(name), what)
+		}
+		switch a.typname {
+		case "bytea":
+			return colRef{bytea: true}, nil
+		case "text", "varchar", "citext":
+			return colRef{}, nil
+		}
+		return colRef{}, fmt.Errorf("%w: table %s: column %s is %s; %s must be text, varchar, citext or bytea", ErrInvalidTable, t, quoteIdent(name), a.typ, what)
+	})
+}
+
+// addColumns fills in the plan's encrypted and index columns. kind looks a
+// column up in the catalog and returns it (its quoted name as the catalog
+// spells it, or "" for the name as given; whether it is binary; on MySQL
+// its character set), or an error wrapping ErrInvalidTable when it does
+// not exist or cannot hold the wire format; what says what the column is
+// for, for that error.
+func (p *plan) addColumns(plaintext []string, kind func(name, what string) (colRef, error)) error {
+	t := p.table
 	plain := map[string]bool{}
 	for _, name := range plaintext {
 		plain[name] = true
 	}
-	kind := func(name, what string) (bool, error) {
-		a, ok := attrs[name]
-		if !ok {
-			return false, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, quoteIdent(name), what)
-		}
-		switch a.typname {
-		case "bytea":
-			return true, nil
-		case "text", "varchar", "citext":
-			return false, nil
-		}
-		return false, fmt.Errorf("%w: table %s: column %s is %s; %s must be text, varchar, citext or bytea", ErrInvalidTable, t, quoteIdent(name), a.typ, what)
-	}
 	for _, c := range t.Columns {
-		bytea, err := kind(c.Name, "an encrypted column")
+		k, err := kind(c.Name, "an encrypted column")
 		if err != nil {
-			return nil, err
+			return err
 		}
-		cp := colPlan{name: c.Name, q: quoteIdent(c.Name), bytea: bytea, plaintext: plain[c.Name]}
+		cp := colPlan{name: c.Name, q: k.q, bytea: k.bytea, charset: k.charset, plaintext: plain[c.Name]}
+		if cp.q == "" {
+			cp.q = p.quote(c.Name)
+		}
 		delete(plain, c.Name)
 		for _, ix := range c.Indexes {
-			bytea, err := kind(ix.Column, "an index column")
+			k, err := kind(ix.Column, "an index column")
 			if err != nil {
-				return nil, err
+				return err
+			}
+			if k.q == "" {
+				k.q = p.quote(ix.Column)
 			}
 			cp.idx = append(cp.idx, len(p.idx))
-			p.idx = append(p.idx, idxPlan{name: ix.Column, q: quoteIdent(ix.Column), bytea: bytea, src: len(p.cols), ix: ix.Indexer})
+			p.idx = append(p.idx, idxPlan{name: ix.Column, q: k.q, bytea: k.bytea, charset: k.charset, src: len(p.cols), ix: ix.Indexer})
 		}
 		p.cols = append(p.cols, cp)
 	}
 	for name := range plain {
-		return nil, fmt.Errorf("%w: EncryptPlaintext names %s, which is not an encrypted column of %s", ErrInvalidTable, quoteIdent(name), t)
+		return fmt.Errorf("%w: EncryptPlaintext names %s, which is not an encrypted column of %s", ErrInvalidTable, p.quote(name), t)
 	}
-	return p, nil
+	return nil
 }
 
-// selectList is the primary key as text followed by every column of the
-// row layout. The key's text form gets a name of its own, so that ORDER BY
-// the key sorts by the column, not by its text (an output column named like
-// an input column would take precedence).
+// selectList is the primary key (as text, or on SQLite as it is) followed
+// by every column of the row layout. On PostgreSQL the key's text form gets
+// a name of its own, so that ORDER BY the key sorts by the column, not by
+// its text (an output column named like an input column would take
+// precedence).
 func (p *plan) selectList() string {
 	var b strings.Builder
-	b.WriteString(p.qpk)
-	b.WriteString("::text AS colcrypt_pk")
+	b.WriteString(p.sql().pkSelect(p))
 	for _, c := range p.cols {
 		b.WriteString(", ")
 		b.WriteString(c.q)
@@ -285,6 +347,15 @@ func (p *plan) selectList() string {
 		b.WriteString(ix.q)
 	}
 	return b.String()
+}
+
+// orderBy is the primary key as ORDER BY names it: on MySQL qualified with
+// the table, so that it can never be taken for an output column's name.
+func (p *plan) orderBy() string {
+	if p.dialect == MySQL {
+		return p.qtable + "." + p.qpk
+	}
+	return p.qpk
 }
 
 // prefixes are the stored-value prefixes that name the active key versions:
@@ -309,19 +380,20 @@ func prefixMismatchSQL(q string, bytea bool, prefix string) string {
 // not under the active version, or an index value missing or not under
 // the active index-key version beside a non-NULL value.
 func (p *plan) pendingSQL(pre prefixes) string {
+	d := p.sql()
 	var terms []string
 	for _, c := range p.cols {
-		terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND %s)", c.q, prefixMismatchSQL(c.q, c.bytea, pre.value)))
+		terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND %s)", c.q, d.prefixMismatch(c.ref(), pre.value)))
 		for _, i := range c.idx {
 			ix := p.idx[i]
-			terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND (%s IS NULL OR %s))", c.q, ix.q, prefixMismatchSQL(ix.q, ix.bytea, pre.index[i])))
+			terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND (%s IS NULL OR %s))", c.q, ix.q, d.prefixMismatch(ix.ref(), pre.index[i])))
 		}
 	}
 	return "(" + strings.Join(terms, " OR ") + ")"
 }
 
 // pkCast returns the SQL that turns text parameter n into the primary
-// key's type; array makes it an array of that type.
+// key's type; array makes it an array of that type. PostgreSQL only.
 func (p *plan) pkCast(n int, array bool) string {
 	if array {
 		return fmt.Sprintf("$%d::text::%s[]", n, p.pkType)

@@ -10,7 +10,11 @@
 // and run `colcrypt help` for its usage. Keys come from the environment
 // (COLCRYPT_KEYS and COLCRYPT_ACTIVE_KEY; COLCRYPT_INDEX_KEYS and
 // COLCRYPT_ACTIVE_INDEX_KEY for blind indexes), the database from
-// --database-url or DATABASE_URL.
+// --database-url or DATABASE_URL: PostgreSQL (postgres://…), MySQL or
+// MariaDB (mysql://user:password@tcp(host:3306)/dbname, a
+// go-sql-driver/mysql DSN after the scheme) or SQLite
+// (sqlite:///path/to/file.db). --driver names the database instead of the
+// scheme.
 package main
 
 import (
@@ -32,7 +36,7 @@ const (
 	exitInterrupted = 130 // stopped by SIGINT or SIGTERM
 )
 
-const usage = `colcrypt: manage colcrypt's encrypted columns in PostgreSQL.
+const usage = `colcrypt: manage colcrypt's encrypted columns in PostgreSQL, MySQL/MariaDB and SQLite.
 
 Usage:
   colcrypt keygen [--version N] [--add] [--index]
@@ -57,9 +61,16 @@ Commands:
                     without writing; list the rows that fail
 
 Table flags:
-  --database-url URL   PostgreSQL URL (default: $DATABASE_URL)
+  --database-url URL   the database (default: $DATABASE_URL), one of
+                         postgres://user:password@host:5432/dbname
+                         mysql://user:password@tcp(host:3306)/dbname[?params]
+                           (MySQL/MariaDB: a go-sql-driver/mysql DSN after mysql://)
+                         sqlite:///path/to/file.db[?params]  (the file must exist)
+  --driver NAME        postgres, mysql or sqlite: instead of the URL's scheme, for
+                       a DSN without one ('user@tcp(host:3306)/db', file.db)
   --table NAME         the table (required)
-  --schema NAME        its schema (default: the search_path)
+  --schema NAME        its schema (default: the search_path; MySQL: the database,
+                       default the DSN's; SQLite: an attached database)
   --pk NAME            its primary key column (default: id)
   --column NAME        an encrypted column; repeat for each (at least one)
   --blind-index SPEC   a blind index column computed from an encrypted column;

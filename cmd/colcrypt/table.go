@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	_ "github.com/glebarez/go-sqlite"  // the pure-Go "sqlite" database/sql driver (modernc.org/sqlite)
+	"github.com/go-sql-driver/mysql"   // the "mysql" database/sql driver
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 
 	"github.com/colcrypt/colcrypt/blindindex"
@@ -27,6 +29,7 @@ const (
 	connectTimeout     = 30 * time.Second
 	defaultPrimaryKey  = "id"
 	flagDatabaseURL    = "database-url"
+	flagDriver         = "driver"
 	flagBlindIndexName = "blind-index"
 )
 
@@ -39,6 +42,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 // tableFlags are the flags that name the database and describe the table.
 type tableFlags struct {
 	databaseURL string
+	driver      string
 	schema      string
 	table       string
 	pk          string
@@ -52,7 +56,8 @@ func newFlagSet(name string, tf *tableFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	if tf != nil {
-		fs.StringVar(&tf.databaseURL, flagDatabaseURL, "", "PostgreSQL URL (default $DATABASE_URL)")
+		fs.StringVar(&tf.databaseURL, flagDatabaseURL, "", "database URL (default $DATABASE_URL)")
+		fs.StringVar(&tf.driver, flagDriver, "", "postgres, mysql or sqlite (default: from the URL)")
 		fs.StringVar(&tf.schema, "schema", "", "schema of the table")
 		fs.StringVar(&tf.table, "table", "", "table name")
 		fs.StringVar(&tf.pk, "pk", defaultPrimaryKey, "primary key column")
@@ -193,6 +198,11 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 	if url == "" {
 		return nil, usagef("no database: pass --%s or set %s", flagDatabaseURL, envDatabaseURL)
 	}
+	dbc, err := parseDatabase(url, tf.driver)
+	if err != nil {
+		return nil, err
+	}
+	t.Dialect = dbc.dialect
 
 	st := &setup{}
 	keys, err := keyprovider.FromEnv()
@@ -216,7 +226,7 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 		t.Columns[i].Indexes = append(t.Columns[i].Indexes, rotation.Index{Column: s.column, Indexer: ix})
 	}
 
-	db, err := sql.Open("pgx", url)
+	db, err := sql.Open(dbc.driver, dbc.dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening the database: %w", err)
 	}
@@ -237,3 +247,99 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 
 // close closes the database.
 func (st *setup) close() { _ = st.db.Close() }
+
+// database is where a table command connects.
+type database struct {
+	driver  string // the database/sql driver: pgx, mysql or sqlite
+	dsn     string // what the driver is given
+	dialect rotation.Dialect
+}
+
+// hasPrefixFold reports whether s starts with prefix, ignoring case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// parseDatabase interprets --database-url (or DATABASE_URL) and --driver.
+// Without --driver, the URL's scheme names the database: mysql:// is a
+// go-sql-driver/mysql DSN after the scheme, sqlite:// (or sqlite3://) a
+// file path after it, and file: an SQLite URI given to the driver as it
+// is; anything else is PostgreSQL (a URL or a key=value string, as pgx
+// reads it). With --driver, a URL without one of these schemes is given to
+// that driver as it is. Errors never repeat the URL, which may hold a
+// password.
+func parseDatabase(url, driver string) (database, error) {
+	var dialect rotation.Dialect
+	switch {
+	case driver != "":
+		d, err := rotation.ParseDialect(driver)
+		if err != nil || d == rotation.DetectDialect {
+			return database{}, usagef("--%s must be postgres, mysql or sqlite", flagDriver)
+		}
+		dialect = d
+	case hasPrefixFold(url, "mysql://"):
+		dialect = rotation.MySQL
+	case hasPrefixFold(url, "sqlite://"), hasPrefixFold(url, "sqlite3://"), hasPrefixFold(url, "file:"):
+		dialect = rotation.SQLite
+	default:
+		dialect = rotation.Postgres
+	}
+	switch dialect {
+	case rotation.MySQL:
+		dsn := url
+		if hasPrefixFold(dsn, "mysql://") {
+			dsn = dsn[len("mysql://"):]
+		}
+		if _, err := mysql.ParseDSN(dsn); err != nil {
+			return database{}, usagef("the database URL is not a MySQL DSN such as mysql://user:password@tcp(host:3306)/dbname")
+		}
+		return database{driver: "mysql", dsn: dsn, dialect: rotation.MySQL}, nil
+	case rotation.SQLite:
+		dsn, err := sqliteDSN(url)
+		if err != nil {
+			return database{}, err
+		}
+		return database{driver: "sqlite", dsn: dsn, dialect: rotation.SQLite}, nil
+	}
+	if hasPrefixFold(url, "mysql://") || hasPrefixFold(url, "sqlite://") || hasPrefixFold(url, "sqlite3://") {
+		return database{}, usagef("--%s postgres with a MySQL or SQLite URL", flagDriver)
+	}
+	return database{driver: "pgx", dsn: url, dialect: rotation.Postgres}, nil
+}
+
+// sqliteDSN returns the DSN of an SQLite database: sqlite:///abs/path.db
+// (or sqlite://relative/path.db), with optional ?query parameters for the
+// driver, becomes file:<path>?<query>; a file: URI or a plain path is
+// given as it is. The file must exist: SQLite would create an empty one.
+func sqliteDSN(url string) (string, error) {
+	path, query := url, ""
+	switch {
+	case hasPrefixFold(url, "sqlite://"):
+		path, query, _ = strings.Cut(url[len("sqlite://"):], "?")
+	case hasPrefixFold(url, "sqlite3://"):
+		path, query, _ = strings.Cut(url[len("sqlite3://"):], "?")
+	case hasPrefixFold(url, "file:"):
+		path, _, _ = strings.Cut(url[len("file:"):], "?")
+		if strings.HasPrefix(path, "//") { // file:///abs/path or file://localhost/abs/path
+			path = strings.TrimPrefix(path[2:], "localhost")
+		}
+		if path == "" || path == ":memory:" {
+			return "", usagef("an SQLite database for colcrypt must be a file, not memory")
+		}
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("no SQLite database file at %s: %w", path, err)
+		}
+		return url, nil
+	}
+	if path == "" || path == ":memory:" {
+		return "", usagef("an SQLite database URL names a file: sqlite:///path/to/file.db")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no SQLite database file at %s: %w", path, err)
+	}
+	dsn := "file:" + path
+	if query != "" {
+		dsn += "?" + query
+	}
+	return dsn, nil
+}

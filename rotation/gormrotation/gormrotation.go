@@ -20,6 +20,9 @@
 // ("blindindex:<index name>;source:<field>"); their indexes are given to
 // Describe, found by name.
 //
+// Describe also sets the table's SQL dialect from the GORM dialector
+// (postgres, mysql or sqlite).
+//
 // This package imports GORM; package rotation does not.
 package gormrotation
 
@@ -91,7 +94,7 @@ func Describe(db *gorm.DB, model any, indexes ...*blindindex.Index) (rotation.Ta
 		byName[ix.Name()] = ix
 	}
 
-	t := rotation.Table{Name: s.Table, PrimaryKey: s.PrimaryFields[0].DBName}
+	t := rotation.Table{Name: s.Table, PrimaryKey: s.PrimaryFields[0].DBName, Dialect: dialect(db)}
 	if schemaName, table, ok := strings.Cut(s.Table, "."); ok {
 		t.Schema, t.Name = schemaName, table
 	}
@@ -130,4 +133,21 @@ func Describe(db *gorm.DB, model any, indexes ...*blindindex.Index) (rotation.Ta
 		t.Columns[i].Indexes = append(t.Columns[i].Indexes, rotation.Index{Column: f.DBName, Indexer: ix})
 	}
 	return t, nil
+}
+
+// dialect returns the SQL dialect of db's GORM dialector, or
+// rotation.DetectDialect for one it does not know.
+func dialect(db *gorm.DB) rotation.Dialect {
+	if db.Dialector == nil {
+		return rotation.DetectDialect
+	}
+	switch db.Dialector.Name() {
+	case "postgres":
+		return rotation.Postgres
+	case "mysql":
+		return rotation.MySQL
+	case "sqlite", "sqlite3":
+		return rotation.SQLite
+	}
+	return rotation.DetectDialect
 }

@@ -1,0 +1,228 @@
+package rotation
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// Dialect is the SQL dialect of the database a Job works on: the SQL it
+// generates, how it reads the catalog and how each batch is made safe
+// beside the application's writes.
+//
+// The zero value, DetectDialect, takes the dialect from the type of the
+// *sql.DB's driver (see Table.Dialect).
+type Dialect int
+
+// The dialects.
+const (
+	// DetectDialect takes the dialect from the driver: a driver type from
+	// a package whose import path contains "mysql" is MySQL, one
+	// containing "sqlite" is SQLite, and any other is PostgreSQL.
+	DetectDialect Dialect = iota
+	// Postgres is PostgreSQL, through any driver (pgx's stdlib, lib/pq).
+	Postgres
+	// MySQL is MySQL 8 or MariaDB 10.6 and later, with InnoDB tables,
+	// through github.com/go-sql-driver/mysql.
+	MySQL
+	// SQLite is SQLite 3.33 or later (UPDATE … FROM), through a driver
+	// such as modernc.org/sqlite or github.com/glebarez/go-sqlite.
+	SQLite
+)
+
+// String returns the dialect's name: "PostgreSQL", "MySQL", "SQLite" or
+// "detect".
+func (d Dialect) String() string {
+	switch d {
+	case DetectDialect:
+		return "detect"
+	case Postgres:
+		return "PostgreSQL"
+	case MySQL:
+		return "MySQL"
+	case SQLite:
+		return "SQLite"
+	}
+	return fmt.Sprintf("Dialect(%d)", int(d))
+}
+
+// ParseDialect returns the dialect named s, as a CLI flag or a
+// configuration file names it: "postgres" (or "postgresql", "pgx"),
+// "mysql" (or "mariadb"), "sqlite" (or "sqlite3"); case does not matter.
+// The empty string and "detect" are DetectDialect.
+func ParseDialect(s string) (Dialect, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "detect", "auto":
+		return DetectDialect, nil
+	case "postgres", "postgresql", "pgx", "pq":
+		return Postgres, nil
+	case "mysql", "mariadb":
+		return MySQL, nil
+	case "sqlite", "sqlite3":
+		return SQLite, nil
+	}
+	return DetectDialect, fmt.Errorf("rotation: unknown SQL dialect %q (want postgres, mysql or sqlite)", s)
+}
+
+// detectDialect returns the dialect of a database/sql driver from the
+// import path and name of its type, and whether that names the database
+// (rather than falling back to PostgreSQL).
+func detectDialect(d driver.Driver) (Dialect, bool) {
+	if d == nil {
+		return Postgres, false
+	}
+	t := reflect.TypeOf(d)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	name := strings.ToLower(t.PkgPath() + "." + t.Name())
+	switch {
+	case strings.Contains(name, "mysql"):
+		return MySQL, true
+	case strings.Contains(name, "sqlite"):
+		return SQLite, true
+	case strings.Contains(name, "pgx"), strings.Contains(name, "lib/pq"), strings.Contains(name, "postgres"):
+		return Postgres, true
+	}
+	return Postgres, false
+}
+
+// keyKind is how a dialect passes primary-key values back into SQL.
+type keyKind int
+
+const (
+	keyPgText   keyKind = iota // PostgreSQL: the key's text form, cast to its type
+	keySigned                  // MySQL: a signed integer, as text
+	keyUnsigned                // MySQL: an unsigned integer, as text
+	keyString                  // MySQL: a character string, as it is
+	keyBinary                  // MySQL: a binary string, as hex
+	keyNative                  // SQLite: the value as the driver returned it
+)
+
+// sqlDialect is what differs between the databases: identifier quoting,
+// the catalog, the SQL text of the expressions the job generates, the
+// batch transaction and which errors are worth a retry. The statements
+// themselves are put together by the job.
+type sqlDialect interface {
+	// quote quotes an identifier so that the database reads back exactly
+	// name, whatever it contains (except NUL, rejected by validate).
+	quote(name string) string
+	// resolve looks the table up in the catalog and fills in the plan:
+	// quoted names, the primary key's handling, every column's kind.
+	resolve(ctx context.Context, db *sql.DB, p *plan, plaintext []string) error
+	// pkSelect is the select-list expression of the primary key: its text
+	// form, or (keyNative) the value itself.
+	pkSelect(p *plan) string
+	// keyParam is the SQL of parameter n (from 1) as a primary-key value.
+	keyParam(p *plan, n int) string
+	// prefixMismatch is an SQL expression that is true when the value of
+	// non-NULL column c (a column or an index column of the plan) does not
+	// start with prefix, compared byte for byte.
+	prefixMismatch(c colRef, prefix string) string
+	// prefixExpr is the first n bytes (or characters) of column c.
+	prefixExpr(c colRef, n int) string
+	// lockClause is appended to the SELECT that takes a batch.
+	lockClause() string
+	// begin starts the transaction of a batch.
+	begin(ctx context.Context, db *sql.DB) (batchTx, error)
+	// transient reports whether err is a deadlock, serialization failure,
+	// lock timeout or busy database, after which the batch can simply be
+	// tried again later.
+	transient(err error) bool
+	// maxParams is the most parameters one statement may have, 0 for no
+	// limit that matters.
+	maxParams() int
+}
+
+// colRef is what the dialects need to know of a column in SQL text.
+type colRef struct {
+	q       string // quoted name
+	bytea   bool   // a binary column
+	charset string // MySQL: the character set of a text column
+}
+
+// sql returns the plan's dialect. A plan with no dialect set is
+// PostgreSQL's.
+func (p *plan) sql() sqlDialect { return dialectOf(p.dialect) }
+
+func dialectOf(d Dialect) sqlDialect {
+	switch d {
+	case MySQL:
+		return mysqlDialect{}
+	case SQLite:
+		return sqliteDialect{}
+	}
+	return postgresDialect{}
+}
+
+// batchTx is the transaction of one batch: a *sql.Tx, or SQLite's
+// connection holding the database's write lock.
+type batchTx interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	Commit() error
+	Rollback() error
+}
+
+// postgresDialect is PostgreSQL.
+type postgresDialect struct{}
+
+func (postgresDialect) quote(name string) string { return quoteIdent(name) }
+
+func (postgresDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintext []string) error {
+	return resolvePostgres(ctx, db, p, plaintext)
+}
+
+func (postgresDialect) pkSelect(p *plan) string { return p.qpk + "::text AS colcrypt_pk" }
+
+func (postgresDialect) keyParam(p *plan, n int) string { return p.pkCast(n, false) }
+
+func (postgresDialect) prefixMismatch(c colRef, prefix string) string {
+	return prefixMismatchSQL(c.q, c.bytea, prefix)
+}
+
+func (postgresDialect) prefixExpr(c colRef, n int) string {
+	if c.bytea {
+		return fmt.Sprintf("substr(%s, 1, %d)", c.q, n)
+	}
+	return fmt.Sprintf("left(%s, %d)", c.q, n)
+}
+
+func (postgresDialect) lockClause() string { return " FOR UPDATE SKIP LOCKED" }
+
+func (postgresDialect) begin(ctx context.Context, db *sql.DB) (batchTx, error) {
+	return db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+}
+
+func (postgresDialect) transient(err error) bool { return isTransient(err) }
+
+func (postgresDialect) maxParams() int { return 0 } // the batch is a handful of array parameters
+
+// isTransient reports whether err is a deadlock, serialization failure or
+// lock timeout, after which the batch can simply be tried again later. It
+// recognises the SQLState method of the errors of pgx and lib/pq.
+func isTransient(err error) bool {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		switch s.SQLState() {
+		case "40001", "40P01", "55P03":
+			return true
+		}
+	}
+	return false
+}
+
+// hint adds to an error reading the catalog a hint that the dialect may
+// be wrong, when it is PostgreSQL only because the driver was not
+// recognised.
+func (j *Job) hint(err error) error {
+	if err == nil || !j.guessed || errors.Is(err, ErrInvalidTable) {
+		return err
+	}
+	return fmt.Errorf("%w (the SQL dialect was taken to be %s for the driver %T, which colcrypt does not know; set Table.Dialect if that is wrong)",
+		err, j.table.Dialect, j.db.Driver())
+}
