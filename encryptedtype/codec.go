@@ -82,7 +82,9 @@ type versionAEAD struct {
 	aead cipher.AEAD
 }
 
-// NewCodec returns a Codec that takes its keys from p.
+// NewCodec returns a Codec that takes its keys from p. A Codec without a
+// provider (nil p, a zero Codec or a nil *Codec) fails every call with
+// ErrNoProvider.
 func NewCodec(p keyprovider.Provider) *Codec {
 	c := &Codec{p: p}
 	c.cache.Store(&map[uint32]*versionAEAD{})
@@ -90,7 +92,12 @@ func NewCodec(p keyprovider.Provider) *Codec {
 }
 
 // Provider returns the provider c takes its keys from.
-func (c *Codec) Provider() keyprovider.Provider { return c.p }
+func (c *Codec) Provider() keyprovider.Provider {
+	if c == nil {
+		return nil
+	}
+	return c.p
+}
 
 var defaultCodec atomic.Pointer[Codec]
 
@@ -163,7 +170,7 @@ func (c *Codec) Open(ctx context.Context, value []byte) ([]byte, error) {
 	}
 	pt, err := c.open(value)
 	if errors.Is(err, ErrUnknownVersion) {
-		if r, ok := c.p.(keyprovider.Reloader); ok {
+		if r, ok := c.p.(keyprovider.Reloader); ok { // c.p is set: open found a version
 			if rerr := r.Reload(ctx); rerr != nil {
 				return nil, fmt.Errorf("%w (reloading the provider failed: %w)", err, rerr)
 			}
@@ -187,9 +194,11 @@ func (c *Codec) aeadFor(k keyprovider.Key) (cipher.AEAD, error) {
 	if e := c.last.Load(); e != nil && e.key == k {
 		return e.aead, nil
 	}
-	if e, ok := (*c.cache.Load())[k.Version()]; ok && e.key == k {
-		c.last.Store(e)
-		return e.aead, nil
+	if m := c.cache.Load(); m != nil {
+		if e, ok := (*m)[k.Version()]; ok && e.key == k {
+			c.last.Store(e)
+			return e.aead, nil
+		}
 	}
 	return c.buildAEAD(k)
 }
@@ -200,7 +209,10 @@ func (c *Codec) buildAEAD(k keyprovider.Key) (cipher.AEAD, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := *c.cache.Load()
+	var old map[uint32]*versionAEAD
+	if m := c.cache.Load(); m != nil { // nil in a zero Codec
+		old = *m
+	}
 	if e, ok := old[k.Version()]; ok {
 		if e.key == k {
 			return e.aead, nil
@@ -257,6 +269,9 @@ func (c *Codec) sealString(plaintext string) (string, error) {
 // value. It is the whole write path after the column type: one provider
 // call, one cached AEAD, one allocation.
 func seal[T string | []byte](c *Codec, plaintext T) ([]byte, error) {
+	if c == nil || c.p == nil {
+		return nil, ErrNoProvider
+	}
 	k, err := c.p.Active()
 	if err != nil {
 		return nil, err
@@ -316,6 +331,9 @@ func (c *Codec) openString(value string) ([]byte, error) {
 // openRaw authenticates and decrypts raw (nonce || ciphertext || tag) in
 // place.
 func (c *Codec) openRaw(version uint32, raw []byte) ([]byte, error) {
+	if c == nil || c.p == nil {
+		return nil, ErrNoProvider
+	}
 	if len(raw) < Overhead {
 		return nil, fmt.Errorf("%w: version %d: payload of %d bytes is shorter than nonce and tag (%d)", ErrMalformed, version, len(raw), Overhead)
 	}

@@ -68,8 +68,10 @@
 // The column types do not print their plaintext by accident. Every fmt
 // verb, slog (as an attribute or inside a logged struct) and encoding/json
 // show [REDACTED]; Plaintext returns the value. The plaintext is held
-// behind a pointer, so fmt's printing of an unexported field, which cannot
-// call methods, shows an address and not the data.
+// behind an unsafe.Pointer, so printers that walk fields by reflection
+// (fmt on an unexported field, go-spew in test diffs) show an address and
+// not the data. Errors of encoding/json, which can quote data, are
+// replaced by ones that name types and offsets only.
 //
 // JSON is redacted too, because a model logged as JSON (slog's JSON
 // handler, zap, zerolog) is the most common way secrets reach logs. A
@@ -82,7 +84,10 @@
 //
 // Encryption protects against anyone who holds a database connection, a
 // dump, a backup, a replica or a log. It does not protect against a
-// compromised application process, which holds the keys.
+// compromised application process, which holds the keys, nor against
+// someone with write access copying a whole encrypted value from one row or
+// column to another under the same key: values carry no table, column or
+// row binding, so the copy decrypts normally.
 //
 // # Concurrency
 //

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"unsafe"
 )
 
@@ -64,9 +63,6 @@ func (s *String) Scan(src any) error {
 // Format implements fmt.Formatter: every verb prints [REDACTED].
 func (String) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
-// LogValue implements slog.LogValuer: logs show [REDACTED].
-func (String) LogValue() slog.Value { return slog.StringValue(redacted) }
-
 // MarshalJSON writes "[REDACTED]": see "Printing" in the package
 // documentation.
 func (String) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
@@ -95,25 +91,18 @@ func (String) GormDataType() string { return "text" }
 //
 // fmt, slog and encoding/json show a Bytes as [REDACTED]; call Plaintext
 // to get the value. A Bytes is immutable: NewBytes and Plaintext copy.
-type Bytes struct {
-	// A *string, not a *[]byte: fmt dereferences pointers to slices in
-	// some paths, but never a pointer to a string.
-	p *string
-}
+type Bytes struct{ v hidden }
 
 // NewBytes returns a Bytes holding a copy of b.
-func NewBytes(b []byte) Bytes {
-	s := string(b)
-	return Bytes{&s}
-}
+func NewBytes(b []byte) Bytes { return Bytes{hideSet(string(b))} }
 
 // Plaintext returns a copy of the decrypted bytes; it is nil only for the
 // zero Bytes.
 func (b Bytes) Plaintext() []byte {
-	if b.p == nil {
+	if b.v.p == nil {
 		return nil
 	}
-	return []byte(*b.p)
+	return []byte(b.v.get())
 }
 
 // Value implements driver.Valuer: it returns b encrypted under the default
@@ -123,11 +112,7 @@ func (b Bytes) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pt string
-	if b.p != nil {
-		pt = *b.p
-	}
-	return c.sealString(pt)
+	return c.sealString(b.v.get())
 }
 
 // Scan implements sql.Scanner, like String.Scan.
@@ -136,16 +121,12 @@ func (b *Bytes) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	str := ownedString(pt)
-	b.p = &str
+	b.v = hideSet(ownedString(pt))
 	return nil
 }
 
 // Format implements fmt.Formatter: every verb prints [REDACTED].
 func (Bytes) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
-
-// LogValue implements slog.LogValuer: logs show [REDACTED].
-func (Bytes) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // MarshalJSON writes "[REDACTED]".
 func (Bytes) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
@@ -171,16 +152,13 @@ func (Bytes) GormDataType() string { return "text" }
 // fmt, slog and encoding/json show a JSON as [REDACTED]; call Plaintext to
 // get the T.
 type JSON[T any] struct {
-	// A pointer to a pointer: fmt dereferences a pointer to a struct, map
-	// or slice in some paths, but never a pointer to a pointer.
-	p **T
+	// An unsafe.Pointer to a T: reflection-based printers (fmt on an
+	// unexported field, go-spew) show it as an address and never follow it.
+	p unsafe.Pointer
 }
 
 // NewJSON returns a JSON holding v.
-func NewJSON[T any](v T) JSON[T] {
-	pv := &v
-	return JSON[T]{&pv}
-}
+func NewJSON[T any](v T) JSON[T] { return JSON[T]{unsafe.Pointer(&v)} }
 
 // Plaintext returns the decrypted T (the zero T for the zero JSON). To
 // change a field, change a copy and store it back with NewJSON.
@@ -189,7 +167,7 @@ func (j JSON[T]) Plaintext() T {
 		var zero T
 		return zero
 	}
-	return **j.p
+	return *(*T)(j.p)
 }
 
 // Value implements driver.Valuer.
@@ -200,8 +178,10 @@ func (j JSON[T]) Value() (driver.Value, error) {
 	}
 	pt, err := json.Marshal(j.Plaintext())
 	if err != nil {
-		// json errors name the Go type, never the data.
-		return nil, fmt.Errorf("colcrypt: encoding JSON column: %w", err)
+		// encoding/json errors can quote the data (an invalid number
+		// literal, an unsupported float): name the type only.
+		var zero T
+		return nil, fmt.Errorf("colcrypt: encoding JSON column: %T cannot be encoded as JSON", zero)
 	}
 	v, err := c.seal(pt)
 	clear(pt)
@@ -230,9 +210,6 @@ func (j *JSON[T]) Scan(src any) error {
 
 // Format implements fmt.Formatter: every verb prints [REDACTED].
 func (JSON[T]) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
-
-// LogValue implements slog.LogValuer: logs show [REDACTED].
-func (JSON[T]) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // MarshalJSON writes "[REDACTED]".
 func (JSON[T]) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
@@ -264,12 +241,29 @@ func unmarshalJSON(b []byte, v any) error {
 	if string(bytes.TrimSpace(b)) == `"`+redacted+`"` {
 		return ErrRedacted
 	}
-	err := json.Unmarshal(b, v)
-	if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
-		// A syntax error quotes a character of the input: drop it.
+	return sanitizeJSONError(json.Unmarshal(b, v))
+}
+
+// sanitizeJSONError returns an error of encoding/json without the input it
+// may quote: a syntax error quotes a character, a type error the literal
+// (a card number into an int8), a ",string" error the whole string.
+func sanitizeJSONError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
 		return fmt.Errorf("colcrypt: invalid JSON at offset %d", se.Offset)
 	}
-	return err
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		where := te.Field
+		if where == "" {
+			where = "value"
+		}
+		return fmt.Errorf("colcrypt: JSON %s cannot be decoded into Go type %v", where, te.Type)
+	}
+	return errors.New("colcrypt: JSON cannot be decoded (details withheld: they may quote the data)")
 }
 
 // hidden holds a string where reflection-based printers cannot read it:
@@ -282,6 +276,18 @@ type hidden struct {
 }
 
 func hide(s string) hidden { return hidden{unsafe.Pointer(unsafe.StringData(s)), len(s)} }
+
+// emptyMark is where a set but empty hidden value points, so that p != nil
+// tells a set value from the zero one.
+var emptyMark byte
+
+// hideSet is hide for a value that must read as set even when empty.
+func hideSet(s string) hidden {
+	if len(s) == 0 {
+		return hidden{unsafe.Pointer(&emptyMark), 0}
+	}
+	return hide(s)
+}
 
 func (h hidden) get() string { return unsafe.String((*byte)(h.p), h.n) }
 

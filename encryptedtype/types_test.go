@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -271,5 +273,133 @@ func TestPackageSealOpen(t *testing.T) {
 	pt, err := Open(context.Background(), v)
 	if err != nil || string(pt) != secret {
 		t.Fatalf("Open: %v", err)
+	}
+}
+
+// encoding/json errors can quote the data; the column types must not pass
+// them on.
+func TestJSONErrorsNeverQuoteData(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	const card = "4111111111111111"
+	type small struct {
+		N int8 `json:"n"`
+	}
+	type tagged struct {
+		N int `json:"n,string"`
+	}
+	type num struct {
+		N json.Number `json:"n"`
+	}
+	var s JSON[small]
+	var tg JSON[tagged]
+	errs := []error{
+		s.UnmarshalJSON([]byte(`{"n":` + card + `}`)),
+		tg.UnmarshalJSON([]byte(`{"n":"secret-pin-` + card + `"}`)),
+	}
+	_, err := NewJSON(num{N: json.Number("card " + card)}).Value()
+	errs = append(errs, err)
+	_, err = NewJSON(map[string]float64{"x": math.Inf(1)}).Value()
+	errs = append(errs, err)
+	// The same through Scan: encrypted JSON that does not fit the type.
+	v, _ := NewJSON(map[string]any{"n": json.Number(card)}).Value()
+	errs = append(errs, s.Scan(v))
+	for i, err := range errs {
+		if err == nil {
+			t.Fatalf("case %d: no error", i)
+		}
+		if strings.Contains(err.Error(), card) || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "Inf") {
+			t.Errorf("case %d: error quotes the data: %v", i, err)
+		}
+	}
+}
+
+// A Codec without a provider fails with ErrNoProvider instead of panicking.
+func TestCodecWithoutProvider(t *testing.T) {
+	var nilCodec *Codec
+	for _, c := range []*Codec{nilCodec, {}, NewCodec(nil)} {
+		if _, err := c.Seal(context.Background(), []byte("x")); !errors.Is(err, ErrNoProvider) {
+			t.Errorf("Seal: %v", err)
+		}
+		if _, err := c.Open(context.Background(), []byte("v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")); !errors.Is(err, ErrNoProvider) {
+			t.Errorf("Open: %v", err)
+		}
+		if c.Provider() != nil {
+			t.Error("Provider of an empty Codec")
+		}
+	}
+}
+
+// reachableStrings walks v as go-spew and other dumpers do, following
+// every pointer, slice, map and interface (but not unsafe.Pointer, which
+// they print as an address), and returns every string and byte slice found.
+func reachableStrings(v reflect.Value, depth int, out *[]string) {
+	if depth > 20 || !v.IsValid() {
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		*out = append(*out, v.String())
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			reachableStrings(v.Elem(), depth+1, out)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			reachableStrings(v.Field(i), depth+1, out)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			b := make([]byte, v.Len())
+			for i := range b {
+				b[i] = byte(v.Index(i).Uint())
+			}
+			*out = append(*out, string(b))
+			return
+		}
+		for i := range v.Len() {
+			reachableStrings(v.Index(i), depth+1, out)
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			reachableStrings(k, depth+1, out)
+			reachableStrings(v.MapIndex(k), depth+1, out)
+		}
+	}
+}
+
+func TestPlaintextNotReachableByReflection(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	stored, _ := NewString(secret).Value()
+	var scanned String
+	if err := scanned.Scan(stored); err != nil {
+		t.Fatal(err)
+	}
+	values := []any{
+		NewString(secret), scanned, NewBytes([]byte(secret)),
+		NewJSON(profile{Name: secret}), NewJSON(map[string]string{"k": secret}),
+	}
+	for _, v := range values {
+		var found []string
+		reachableStrings(reflect.ValueOf(v), 0, &found)
+		for _, s := range found {
+			if strings.Contains(s, secret) {
+				t.Errorf("%T: plaintext reachable by reflection", v)
+			}
+		}
+	}
+}
+
+// slog with a nil nullable column prints nil, not a recovered panic.
+func TestSlogNilPointer(t *testing.T) {
+	var phone *String
+	for _, h := range []func(*bytes.Buffer) slog.Handler{
+		func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+	} {
+		var buf bytes.Buffer
+		slog.New(h(&buf)).Info("saved", "phone", phone, "email", NewString(secret))
+		if strings.Contains(buf.String(), "panic") || strings.Contains(buf.String(), secret) || !strings.Contains(buf.String(), redacted) {
+			t.Errorf("slog: %s", buf.String())
+		}
 	}
 }
