@@ -202,7 +202,7 @@ func (ix *Index) Slow() bool { return ix.mode == 'a' }
 // Normalize returns plaintext as the index sees it: the result of the
 // configured normaliser, or plaintext itself when there is none.
 func (ix *Index) Normalize(plaintext string) string {
-	if ix.norm == nil {
+	if ix == nil || ix.norm == nil {
 		return plaintext
 	}
 	return ix.norm(plaintext)
@@ -214,10 +214,21 @@ func (ix *Index) Normalize(plaintext string) string {
 // Filter.
 func (ix *Index) Equal(a, b string) bool { return ix.Normalize(a) == ix.Normalize(b) }
 
+// usable reports an Index that was not made by New (nil or zero).
+func (ix *Index) usable() error {
+	if ix == nil || ix.keys == nil {
+		return fmt.Errorf("%w: the Index was not made by New", ErrConfig)
+	}
+	return nil
+}
+
 // Compute returns the index value of plaintext under the active root key,
 // the value to store beside the encrypted column. It fails only when the
 // keyring has no usable active key.
 func (ix *Index) Compute(plaintext string) (string, error) {
+	if err := ix.usable(); err != nil {
+		return "", err
+	}
 	k, err := ix.keys.Active()
 	if err != nil {
 		return "", err
@@ -232,6 +243,9 @@ func (ix *Index) Compute(plaintext string) (string, error) {
 // ComputeVersion returns the index value of plaintext under the given
 // root-key version, which need not be the active one.
 func (ix *Index) ComputeVersion(version uint32, plaintext string) (string, error) {
+	if err := ix.usable(); err != nil {
+		return "", err
+	}
 	k, err := ix.keys.Key(version)
 	if err != nil {
 		return "", err
@@ -261,6 +275,9 @@ func (ix *Index) ComputeVersion(version uint32, plaintext string) (string, error
 // PostgreSQL plans a prepared "= ANY($1)" again on every execution; see
 // LookupPair for a form it plans once.
 func (ix *Index) Lookup(plaintext string) ([]string, error) {
+	if err := ix.usable(); err != nil {
+		return nil, err
+	}
 	versions := ix.keys.Versions()
 	if len(versions) == 0 {
 		return nil, fmt.Errorf("%w: index %q", ErrNoVersions, ix.name)
@@ -299,6 +316,9 @@ func (ix *Index) Lookup(plaintext string) ([]string, error) {
 // of unknown length), so it plans that query again on every execution, which
 // costs tens of microseconds. "IN ($1, $2)" and "= $1" are planned once.
 func (ix *Index) LookupPair(plaintext string) (active, other string, err error) {
+	if err := ix.usable(); err != nil {
+		return "", "", err
+	}
 	k, err := ix.keys.Active()
 	if err != nil {
 		return "", "", err
@@ -341,6 +361,9 @@ func (ix *Index) LookupPair(plaintext string) (active, other string, err error) 
 // for a value that does not parse, or that is not of this index's mode or
 // length.
 func (ix *Index) IsCurrent(value string) (bool, error) {
+	if err := ix.usable(); err != nil {
+		return false, err
+	}
 	mode, v, mac, err := parseValue(value)
 	if err != nil {
 		return false, err

@@ -393,3 +393,28 @@ func TestFalsePositivesMeasured(t *testing.T) {
 		t.Errorf("bits %d: a lookup returns %.2f wrong values on average, want about %v or fewer", bits, mean, fp)
 	}
 }
+
+// An Index not made by New fails with ErrConfig instead of panicking.
+func TestZeroIndex(t *testing.T) {
+	var nilIndex *blindindex.Index
+	for _, ix := range []*blindindex.Index{nilIndex, {}} {
+		if _, err := ix.Compute("x"); !errors.Is(err, blindindex.ErrConfig) {
+			t.Errorf("Compute: %v", err)
+		}
+		if _, err := ix.ComputeVersion(1, "x"); !errors.Is(err, blindindex.ErrConfig) {
+			t.Errorf("ComputeVersion: %v", err)
+		}
+		if _, err := ix.Lookup("x"); !errors.Is(err, blindindex.ErrConfig) {
+			t.Errorf("Lookup: %v", err)
+		}
+		if _, _, err := ix.LookupPair("x"); !errors.Is(err, blindindex.ErrConfig) {
+			t.Errorf("LookupPair: %v", err)
+		}
+		if _, err := ix.IsCurrent("b1:AAAA"); !errors.Is(err, blindindex.ErrConfig) {
+			t.Errorf("IsCurrent: %v", err)
+		}
+		if got := blindindex.Filter(ix, []string{"a", "b"}, "a", func(s string) string { return s }); len(got) != 1 {
+			t.Errorf("Filter: %v", got)
+		}
+	}
+}
