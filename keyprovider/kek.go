@@ -53,6 +53,8 @@ type KEK interface {
 // keytable.Table.Rewrap), then drop oldKEK.
 //
 // When every KEK fails, the error wraps ErrUnwrap and each KEK's error.
+// Nil KEKs are skipped; when all of them are nil, WrapKey and UnwrapKey
+// return an error wrapping ErrWrap or ErrUnwrap.
 func FallbackKEK(primary KEK, previous ...KEK) KEK {
 	return &fallbackKEK{keks: append([]KEK{primary}, previous...)}
 }
@@ -80,6 +82,11 @@ func (f *fallbackKEK) UnwrapKey(ctx context.Context, version uint32, wrapped []b
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if len(errs) == 0 {
+		// Every KEK was nil: errors.Join would be nil, and %w of nil
+		// prints "%!w(<nil>)".
+		return Key{}, fmt.Errorf("%w: version %d: %s has no usable KEK (all are nil)", ErrUnwrap, version, f)
 	}
 	return Key{}, fmt.Errorf("%w: version %d: no KEK of %s could unwrap it: %w", ErrUnwrap, version, f, errors.Join(errs...))
 }

@@ -279,6 +279,39 @@ func TestFallbackKEK(t *testing.T) {
 	assertNoSecret(t, "error", err.Error(), secret)
 }
 
+// TestFallbackKEKNoUsableKEK checks the error when every KEK is nil:
+// there is no error to join, and the message must not print "%!w(<nil>)".
+func TestFallbackKEKNoUsableKEK(t *testing.T) {
+	ctx := context.Background()
+	for name, f := range map[string]KEK{
+		"nil primary only":  FallbackKEK(nil),
+		"all nil":           FallbackKEK(nil, nil, nil),
+		"nil, empty spread": FallbackKEK(nil, []KEK{}...),
+	} {
+		_, err := f.UnwrapKey(ctx, 3, []byte("wrapped"))
+		if !errors.Is(err, ErrUnwrap) {
+			t.Errorf("%s: UnwrapKey: %v, want ErrUnwrap", name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "no usable KEK") || strings.Contains(err.Error(), "%!") || !strings.Contains(err.Error(), "version 3") {
+			t.Errorf("%s: UnwrapKey error %q does not say why", name, err)
+		}
+		if _, err := f.WrapKey(ctx, mustKey(t, 3, testSecret(3))); !errors.Is(err, ErrWrap) || strings.Contains(err.Error(), "%!") {
+			t.Errorf("%s: WrapKey: %v", name, err)
+		}
+	}
+	// A nil previous KEK beside a usable one is skipped.
+	kek := mustLocalKEK(t, 0x43)
+	key := mustKey(t, 4, testSecret(4))
+	w, err := kek.WrapKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := FallbackKEK(nil, nil, kek).UnwrapKey(ctx, 4, w); err != nil || !bytes.Equal(got.Bytes(), testSecret(4)) {
+		t.Errorf("nil KEKs before a usable one: %v", err)
+	}
+}
+
 // TestLocalKEKVector unwraps a key wrapped by an independent implementation
 // (Python's cryptography package: HKDF-SHA256 and AES-GCM), so that the
 // format is pinned: master 00…1f, key 20…3f, version 5, nonce a0…ab.

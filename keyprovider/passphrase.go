@@ -82,16 +82,26 @@ func DeriveKey(version uint32, passphrase, salt []byte) (Key, error) {
 // derived key, like the salt: store them beside it, and never change them
 // for a version that has written data.
 type Argon2Params struct {
-	// Time is the number of passes over the memory; at least 1.
+	// Time is the number of passes over the memory; at least 1 and at
+	// most 1000.
 	Time uint32
 	// MemoryKiB is the memory used, in KiB (1024 bytes); at least
-	// 8 × Threads.
+	// 8 × Threads and at most 4194304 (4 GiB).
 	MemoryKiB uint32
-	// Threads is the degree of parallelism (Argon2's lanes); at least 1.
+	// Threads is the degree of parallelism (Argon2's lanes); at least 1
+	// (at most 255, Argon2's limit, which the type enforces).
 	// It changes the derived key, not only the speed: a key derived with 4
 	// threads on a one-core machine is the same key, computed more slowly.
 	Threads uint8
 }
+
+// Upper bounds on Argon2Params, the same as package blindindex's: a
+// mistyped parameter fails at once instead of allocating tens of GiB or
+// running for hours.
+const (
+	maxArgon2MemoryKiB = 4 << 20 // 4 GiB, twice RFC 9106's first option
+	maxArgon2Time      = 1000
+)
 
 // DefaultArgon2Params returns the parameters DeriveKeyArgon2id should be
 // used with unless there is a reason to differ: Time 3, MemoryKiB 65536
@@ -125,18 +135,32 @@ func DeriveKeyArgon2id(version uint32, passphrase, salt []byte, params Argon2Par
 	if err := checkPassphrase(version, passphrase, salt); err != nil {
 		return Key{}, err
 	}
-	switch {
-	case params.Time < 1:
-		return Key{}, fmt.Errorf("%w: Argon2id time must be at least 1", ErrInvalidKey)
-	case params.Threads < 1:
-		return Key{}, fmt.Errorf("%w: Argon2id threads must be at least 1", ErrInvalidKey)
-	case params.MemoryKiB < 8*uint32(params.Threads):
-		return Key{}, fmt.Errorf("%w: Argon2id memory is %d KiB, want at least 8 KiB per thread (%d KiB)",
-			ErrInvalidKey, params.MemoryKiB, 8*uint32(params.Threads))
+	if err := params.check(); err != nil {
+		return Key{}, err
 	}
 	secret := argon2idKey(passphrase, salt, params)
 	defer clear(secret)
 	return NewKey(version, secret)
+}
+
+// check enforces the limits documented on Argon2Params. Errors wrap
+// ErrInvalidKey.
+func (p Argon2Params) check() error {
+	switch {
+	case p.Time < 1:
+		return fmt.Errorf("%w: Argon2id time must be at least 1", ErrInvalidKey)
+	case p.Time > maxArgon2Time:
+		return fmt.Errorf("%w: Argon2id time is %d, want at most %d", ErrInvalidKey, p.Time, maxArgon2Time)
+	case p.Threads < 1:
+		return fmt.Errorf("%w: Argon2id threads must be at least 1", ErrInvalidKey)
+	case p.MemoryKiB < 8*uint32(p.Threads):
+		return fmt.Errorf("%w: Argon2id memory is %d KiB, want at least 8 KiB per thread (%d KiB)",
+			ErrInvalidKey, p.MemoryKiB, 8*uint32(p.Threads))
+	case p.MemoryKiB > maxArgon2MemoryKiB:
+		return fmt.Errorf("%w: Argon2id memory is %d KiB, want at most %d KiB (4 GiB)",
+			ErrInvalidKey, p.MemoryKiB, maxArgon2MemoryKiB)
+	}
+	return nil
 }
 
 // argon2idKey is the Argon2id derivation without DeriveKeyArgon2id's checks,

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"math/big"
 	"os"
 	"os/exec"
@@ -385,10 +386,33 @@ func TestDeriveKeyArgon2idRejectsParams(t *testing.T) {
 		{Time: 1, MemoryKiB: 7, Threads: 1},
 		{Time: 1, MemoryKiB: 31, Threads: 4},
 		{Time: 1, MemoryKiB: 2039, Threads: 255},
+		{Time: 1001, MemoryKiB: 8, Threads: 1},
+		{Time: math.MaxUint32, MemoryKiB: 64 * 1024, Threads: 4},
+		{Time: 1, MemoryKiB: 4<<20 + 1, Threads: 1},
+		{Time: 1, MemoryKiB: math.MaxUint32, Threads: 255},
 	} {
 		// x/crypto panics on zero time or threads: the checks come first.
 		_, err := DeriveKeyArgon2id(1, []byte(passphraseCanary), GenerateSalt(), p)
 		checkDeriveError(t, err, []byte(passphraseCanary), nil)
+	}
+	// The upper bounds are inclusive. Only the checks run for the largest
+	// memory; 1000 passes over 8 KiB take milliseconds.
+	for _, p := range []Argon2Params{
+		{Time: 1000, MemoryKiB: 4 << 20, Threads: 255},
+		{Time: 1, MemoryKiB: 4 << 20, Threads: 1},
+	} {
+		if err := p.check(); err != nil {
+			t.Errorf("%+v: %v", p, err)
+		}
+	}
+	if _, err := DeriveKeyArgon2id(1, []byte(passphraseCanary), GenerateSalt(), Argon2Params{Time: 1000, MemoryKiB: 8, Threads: 1}); err != nil {
+		t.Errorf("Time 1000: %v", err)
+	}
+	for _, p := range []Argon2Params{{Time: 1001, MemoryKiB: 8, Threads: 1}, {Time: 1, MemoryKiB: 4<<20 + 1, Threads: 1}} {
+		err := p.check()
+		if !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), "at most") {
+			t.Errorf("%+v: %v", p, err)
+		}
 	}
 	// The smallest valid memory is 8 KiB per thread.
 	if _, err := DeriveKeyArgon2id(1, []byte(passphraseCanary), GenerateSalt(), Argon2Params{Time: 1, MemoryKiB: 32, Threads: 4}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
 )
 
@@ -96,8 +97,20 @@ func New(db *sql.DB, t Table, c Cipher) (*Job, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: nil Cipher", ErrInvalidTable)
 	}
+	if codec, ok := c.(*encryptedtype.Codec); ok && codec == nil {
+		// Such as encryptedtype.Default() before SetDefault: it would
+		// panic on the first value.
+		return nil, fmt.Errorf("%w: nil *encryptedtype.Codec as the Cipher (was encryptedtype.SetDefault called?)", ErrInvalidTable)
+	}
 	if err := t.validate(); err != nil {
 		return nil, err
+	}
+	for _, col := range t.Columns {
+		for _, ix := range col.Indexes {
+			if bi, ok := ix.Indexer.(*blindindex.Index); ok && bi == nil {
+				return nil, fmt.Errorf("%w: table %s: index column %q has a nil *blindindex.Index as its Indexer", ErrInvalidTable, t, ix.Column)
+			}
+		}
 	}
 	t.Columns = append([]Column(nil), t.Columns...)
 	for i := range t.Columns {

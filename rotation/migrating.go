@@ -2,9 +2,11 @@ package rotation
 
 import (
 	"database/sql/driver"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"unsafe"
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
 )
@@ -28,22 +30,19 @@ const redacted = "[REDACTED]"
 //
 // Value encrypts with the default provider, like encryptedtype.String, so
 // every write the application makes during the migration is already
-// encrypted. fmt, slog and encoding/json show [REDACTED].
+// encrypted. fmt, slog and encoding/json show [REDACTED]; UnmarshalJSON
+// reads plaintext and refuses "[REDACTED]" (encryptedtype.ErrRedacted), as
+// encryptedtype.String does.
 type MigratingString struct {
-	p         *string
+	v         hidden
 	encrypted bool
 }
 
 // NewMigratingString returns a MigratingString holding s.
-func NewMigratingString(s string) MigratingString { return MigratingString{p: &s} }
+func NewMigratingString(s string) MigratingString { return MigratingString{v: hide(s)} }
 
 // Plaintext returns the value.
-func (s MigratingString) Plaintext() string {
-	if s.p == nil {
-		return ""
-	}
-	return *s.p
-}
+func (s MigratingString) Plaintext() string { return s.v.get() }
 
 // WasEncrypted reports whether Scan read the value in the wire format
 // (true) or as plaintext (false).
@@ -62,42 +61,55 @@ func (s *MigratingString) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	s.p, s.encrypted = &pt, enc
+	s.v, s.encrypted = hide(pt), enc
 	return nil
 }
 
-// Format implements fmt.Formatter: every verb prints [REDACTED].
+// Format implements fmt.Formatter: every verb prints [REDACTED]. slog's
+// text handler prints through it, so logs show [REDACTED] too.
 func (MigratingString) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
-// LogValue implements slog.LogValuer: logs show [REDACTED].
-func (MigratingString) LogValue() slog.Value { return slog.StringValue(redacted) }
-
-// MarshalJSON writes "[REDACTED]", as encryptedtype.String does.
+// MarshalJSON writes "[REDACTED]", as encryptedtype.String does (slog's
+// JSON handler included).
 func (MigratingString) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// UnmarshalJSON decodes a JSON string into s, as encryptedtype.String
+// does: JSON null leaves s unchanged, and the string "[REDACTED]", which
+// is what MarshalJSON writes, is refused with encryptedtype.ErrRedacted so
+// that a redacted document sent back cannot overwrite the real value. The
+// value is then one to be written (WasEncrypted reports false). Errors
+// never quote the input.
+func (s *MigratingString) UnmarshalJSON(b []byte) error {
+	v, err := unmarshalMigrating(b, "MigratingString")
+	if err != nil || v == nil {
+		return err
+	}
+	s.v, s.encrypted = hide(*v), false
+	return nil
+}
 
 // GormDataType tells GORM's AutoMigrate to create a text column.
 func (MigratingString) GormDataType() string { return "text" }
 
 // MigratingBytes is MigratingString for a binary column (BYTEA, or TEXT
 // holding bytes), the counterpart of encryptedtype.Bytes.
+//
+// UnmarshalJSON reads a base64 JSON string, like []byte.
 type MigratingBytes struct {
-	p         *string
+	v         hidden // v.p is nil only for the zero MigratingBytes
 	encrypted bool
 }
 
 // NewMigratingBytes returns a MigratingBytes holding a copy of b.
-func NewMigratingBytes(b []byte) MigratingBytes {
-	s := string(b)
-	return MigratingBytes{p: &s}
-}
+func NewMigratingBytes(b []byte) MigratingBytes { return MigratingBytes{v: hideNonNil(string(b))} }
 
 // Plaintext returns a copy of the value; nil only for the zero
 // MigratingBytes.
 func (b MigratingBytes) Plaintext() []byte {
-	if b.p == nil {
+	if b.v.p == nil {
 		return nil
 	}
-	return []byte(*b.p)
+	return []byte(b.v.get())
 }
 
 // WasEncrypted reports whether Scan read the value in the wire format
@@ -107,11 +119,7 @@ func (b MigratingBytes) WasEncrypted() bool { return b.encrypted }
 // Value implements driver.Valuer: it returns the value encrypted under the
 // default provider's active key.
 func (b MigratingBytes) Value() (driver.Value, error) {
-	var pt string
-	if b.p != nil {
-		pt = *b.p
-	}
-	return encryptedtype.NewString(pt).Value()
+	return encryptedtype.NewString(b.v.get()).Value()
 }
 
 // Scan implements sql.Scanner, like MigratingString.Scan.
@@ -120,18 +128,36 @@ func (b *MigratingBytes) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	b.p, b.encrypted = &pt, enc
+	b.v, b.encrypted = hideNonNil(pt), enc
 	return nil
 }
 
-// Format implements fmt.Formatter: every verb prints [REDACTED].
+// Format implements fmt.Formatter: every verb prints [REDACTED], in logs
+// from slog's text handler too.
 func (MigratingBytes) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
-
-// LogValue implements slog.LogValuer: logs show [REDACTED].
-func (MigratingBytes) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // MarshalJSON writes "[REDACTED]".
 func (MigratingBytes) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// UnmarshalJSON decodes a base64 JSON string into b, like []byte and
+// encryptedtype.Bytes. JSON null leaves b unchanged; the string
+// "[REDACTED]" is refused with encryptedtype.ErrRedacted. Errors never
+// quote the input.
+func (b *MigratingBytes) UnmarshalJSON(data []byte) error {
+	v, err := unmarshalMigrating(data, "MigratingBytes")
+	if err != nil || v == nil {
+		return err
+	}
+	// encoding/json decodes a []byte with StdEncoding, ignoring \r and \n.
+	pt, err := base64.StdEncoding.DecodeString(*v)
+	if err != nil {
+		// A CorruptInputError is an offset; say no more than that.
+		return errors.New("rotation: cannot decode JSON into MigratingBytes: invalid base64")
+	}
+	// pt is a buffer allocated here and never written again.
+	b.v, b.encrypted = hideNonNil(unsafe.String(unsafe.SliceData(pt), len(pt))), false
+	return nil
+}
 
 // GormDataType tells GORM's AutoMigrate to create a text column.
 func (MigratingBytes) GormDataType() string { return "text" }
@@ -159,4 +185,62 @@ func scanMigrating(src any) (string, bool, error) {
 		return "", false, err
 	}
 	return s.Plaintext(), true, nil
+}
+
+// unmarshalMigrating decodes a JSON string or null (nil), refusing the
+// redaction marker with encryptedtype.ErrRedacted. Errors from
+// encoding/json are replaced by messages that never quote the input: a
+// SyntaxError keeps only its offset, an UnmarshalTypeError only the Go
+// type (its Value can hold the literal, such as "number 123"). name names
+// the destination in errors.
+func unmarshalMigrating(b []byte, name string) (*string, error) {
+	var v *string
+	err := json.Unmarshal(b, &v)
+	if err == nil {
+		if v != nil && *v == redacted { // however it is escaped
+			return nil, encryptedtype.ErrRedacted
+		}
+		return v, nil
+	}
+	if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
+		return nil, fmt.Errorf("rotation: invalid JSON at offset %d", se.Offset)
+	}
+	if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) {
+		// The value is decoded at the top level, so there is no Field.
+		return nil, fmt.Errorf("rotation: cannot decode JSON into %s (Go type %v): want a JSON string", name, te.Type)
+	}
+	return nil, fmt.Errorf("rotation: cannot decode JSON into %s: want a JSON string", name)
+}
+
+// hidden holds a string where reflection-based printers (fmt walking an
+// unexported field, go-spew in test diffs) cannot read it: they print an
+// unsafe.Pointer as an address. The pointer keeps the bytes alive. It is a
+// copy of encryptedtype's type of the same name, which is unexported. Only
+// immutable strings, or buffers this package allocated and never writes
+// again, are hidden.
+type hidden struct {
+	p unsafe.Pointer
+	n int
+}
+
+func hide(s string) hidden { return hidden{unsafe.Pointer(unsafe.StringData(s)), len(s)} }
+
+// emptyData is what hideNonNil points at for an empty string, whose
+// StringData may be nil.
+var emptyData byte
+
+// hideNonNil is hide with a non-nil pointer even for "", so that a nil
+// pointer marks only the zero value.
+func hideNonNil(s string) hidden {
+	if len(s) == 0 {
+		return hidden{unsafe.Pointer(&emptyData), 0}
+	}
+	return hide(s)
+}
+
+func (h hidden) get() string {
+	if h.p == nil {
+		return ""
+	}
+	return unsafe.String((*byte)(h.p), h.n)
 }

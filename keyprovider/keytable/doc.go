@@ -59,8 +59,24 @@
 //     in one transaction that leaves exactly one active key.
 //  3. The rotation job (package rotation) re-saves old values under it.
 //  4. [Table.Retire] deletes the old version, refusing unless a
-//     [UsageCheck] (such as the rotation package's census) says no value
-//     is left under it, or Force is set.
+//     [UsageCheck] says no value is left under it, or Force is set.
+//
+// A UsageCheck can be built from rotation.Job.Census. A Job covers one
+// table: with encrypted columns in several tables, ask every job.
+//
+//	inUse := func(ctx context.Context, v uint32) (bool, error) {
+//		c, err := job.Census(ctx)
+//		if err != nil {
+//			return true, err
+//		}
+//		for _, col := range c.Columns {
+//			if col.Versions[v] > 0 {
+//				return true, nil
+//			}
+//		}
+//		return false, nil
+//	}
+//	err = table.Retire(ctx, 1, keytable.RetireOptions{InUse: inUse})
 //
 // Rotating the KEK re-wraps the stored keys and touches no data:
 // [Table.Rewrap] does it in one transaction. Moving from keys in the

@@ -317,8 +317,9 @@ func (t *Table) Activate(ctx context.Context, version uint32) error {
 }
 
 // A UsageCheck reports whether any stored value may still be encrypted
-// under version. Package rotation's census provides one; a caller can
-// write its own (for example a count of values with the prefix
+// under version. Build one from rotation.Job.Census (see the package
+// documentation), or write your own
+// (for example a count of values with the prefix
 // "v<version>:" in every encrypted column). It must answer true when it
 // cannot be sure.
 type UsageCheck func(ctx context.Context, version uint32) (inUse bool, err error)
