@@ -527,8 +527,11 @@ func testRotDiaConcurrent(t *testing.T, d *rotDiaDB, n, writers int) {
 	}
 
 	time.Sleep(20 * time.Millisecond) // let the writers start
-	res, err := job.Rotate(ctx, rotation.Options{BatchSize: 50, Workers: 2, Pause: 10 * time.Millisecond})
-	writesDuring := writes.Load()
+	before := writes.Load()
+	// The pause between batches leaves the writers room on SQLite, where a
+	// batch holds the database's write lock.
+	res, err := job.Rotate(ctx, rotation.Options{BatchSize: 50, Workers: 2, Pause: 30 * time.Millisecond})
+	writesDuring := writes.Load() - before
 	stop.Store(true)
 	wg.Wait()
 	close(errs)

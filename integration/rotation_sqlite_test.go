@@ -50,7 +50,7 @@ func rotLiteDB(t *testing.T) *rotDiaDB {
 		writerTx:    func(ctx context.Context, db *sql.DB) (*sql.Tx, error) { return db.BeginTx(ctx, nil) },
 		writerPause: 2 * time.Millisecond,
 		lockIdle:    40 * time.Millisecond,
-		minWrites:   10, // SQLite serializes them with the batches, and its busy handler backs off in steps of up to 100ms
+		minWrites:   5, // SQLite serializes them with the batches, and its busy handler backs off in steps of up to 100ms
 		// SQLite locks the whole database, not rows: a transaction that
 		// writes the rows (without changing them) holds the write lock,
 		// and the job's batches wait for it.
