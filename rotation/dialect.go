@@ -226,3 +226,39 @@ func (j *Job) hint(err error) error {
 	return fmt.Errorf("%w (the SQL dialect was taken to be %s for the driver %T, which colcrypt does not know; set Table.Dialect if that is wrong)",
 		err, j.table.Dialect, j.db.Driver())
 }
+
+// findInChain returns the first code that code finds in err or in the
+// errors it wraps (Unwrap() error and Unwrap() []error), depth first. The
+// dialects use it to read a driver's error code without importing the
+// driver.
+func findInChain(err error, code func(error) (int, bool)) (int, bool) {
+	if err == nil {
+		return 0, false
+	}
+	if c, ok := code(err); ok {
+		return c, true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return findInChain(u.Unwrap(), code)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if c, ok := findInChain(e, code); ok {
+				return c, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// structOf returns the struct that err is or points to, or the zero Value.
+func structOf(err error) reflect.Value {
+	v := reflect.ValueOf(err)
+	for v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return reflect.Value{}
+	}
+	return v
+}

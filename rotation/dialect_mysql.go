@@ -105,29 +105,15 @@ func (mysqlDialect) maxParams() int { return mysqlMaxParams }
 // (*mysql.MySQLError) in err's chain. It is found by its type's name and
 // its Number field, so that this package does not import the driver.
 func mysqlErrorNumber(err error) (uint16, bool) {
-	if err == nil {
-		return 0, false
-	}
-	v := reflect.ValueOf(err)
-	for v.Kind() == reflect.Pointer && !v.IsNil() {
-		v = v.Elem()
-	}
-	if v.Kind() == reflect.Struct && v.Type().Name() == "MySQLError" {
-		if f := v.FieldByName("Number"); f.IsValid() && f.Kind() == reflect.Uint16 {
-			return uint16(f.Uint()), true
-		}
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return mysqlErrorNumber(u.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if n, ok := mysqlErrorNumber(e); ok {
-				return n, true
+	n, ok := findInChain(err, func(err error) (int, bool) {
+		if v := structOf(err); v.IsValid() && v.Type().Name() == "MySQLError" {
+			if f := v.FieldByName("Number"); f.IsValid() && f.Kind() == reflect.Uint16 {
+				return int(f.Uint()), true
 			}
 		}
-	}
-	return 0, false
+		return 0, false
+	})
+	return uint16(n), ok
 }
 
 // mysqlUpdate returns the statement that writes a batch back on MySQL and

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 )
@@ -88,34 +87,19 @@ func (sqliteDialect) maxParams() int { return sqliteMaxParams }
 // github.com/glebarez/go-sqlite) or its ExtendedCode or Code field
 // (github.com/mattn/go-sqlite3), so that this package imports no driver.
 func sqliteErrorCode(err error) (int, bool) {
-	if err == nil {
+	return findInChain(err, func(err error) (int, bool) {
+		if c, ok := err.(interface{ Code() int }); ok {
+			return c.Code(), true
+		}
+		if v := structOf(err); v.IsValid() && strings.Contains(v.Type().PkgPath(), "sqlite") {
+			for _, name := range []string{"ExtendedCode", "Code"} {
+				if f := v.FieldByName(name); f.IsValid() && f.CanInt() {
+					return int(f.Int()), true
+				}
+			}
+		}
 		return 0, false
-	}
-	if c, ok := err.(interface{ Code() int }); ok {
-		return c.Code(), true
-	}
-	v := reflect.ValueOf(err)
-	for v.Kind() == reflect.Pointer && !v.IsNil() {
-		v = v.Elem()
-	}
-	if v.Kind() == reflect.Struct && strings.Contains(v.Type().PkgPath(), "sqlite") {
-		for _, name := range []string{"ExtendedCode", "Code"} {
-			if f := v.FieldByName(name); f.IsValid() && f.CanInt() {
-				return int(f.Int()), true
-			}
-		}
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return sqliteErrorCode(u.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if c, ok := sqliteErrorCode(e); ok {
-				return c, true
-			}
-		}
-	}
-	return 0, false
+	})
 }
 
 // sqliteTx is a batch's transaction on SQLite: a connection that began
