@@ -302,9 +302,26 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		what, res.Rows, st.job.Table(), res.Values, res.Plaintext, res.IndexValues, res.Elapsed.Round(time.Millisecond), passes)
 	switch {
 	case err == nil:
-		if !*dry && !*single {
-			fmt.Fprintf(stdout, "every value of %s is now under key version %d\n", st.job.Table(), activeVersion(st.keys))
+		if *dry || *single {
+			return nil
 		}
+		if name == "encrypt-existing" {
+			// The job tells encrypted from plaintext by the "v<N>:" prefix:
+			// plaintext that happens to start like the wire format would be
+			// taken as done. Decrypt everything before saying so.
+			c, verr := st.job.Verify(ctx, rotation.VerifyOptions{SkipIndexes: true})
+			if errors.Is(verr, rotation.ErrFailures) {
+				fmt.Fprintf(stdout, "%d values still do not decrypt: plaintext that starts like the wire format (v<N>:), or damaged values; they were left untouched and need fixing by hand:\n", c.FailureCount)
+				for _, f := range c.Failures {
+					fmt.Fprintf(stdout, "  %s\n", f)
+				}
+				return codedError{exitFailures, verr}
+			}
+			if verr != nil {
+				return verr
+			}
+		}
+		fmt.Fprintf(stdout, "every value of %s is now under key version %d\n", st.job.Table(), activeVersion(st.keys))
 		return nil
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return codedError{exitInterrupted, fmt.Errorf("interrupted; every row is intact, either untouched or rewritten: run the same command again to finish")}
