@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -292,4 +293,37 @@ func rotGen0(int64) int           { return 0 }
 func rotPhoneNull0(id int64) bool { return id%3 == 0 }
 func rotNoSecrets(s string) bool {
 	return !strings.Contains(s, "@Example.com") && !strings.Contains(s, "+44 20")
+}
+
+// rotOutcome is what a Rotate run in the background returned.
+type rotOutcome struct {
+	res *rotation.Result
+	err error
+}
+
+// rotWaitForSecondPass starts job.Rotate in the background and returns once
+// the job has begun its second pass, that is, once it is waiting for rows
+// that were locked during the first. It fails t if Rotate returns first.
+// The channel delivers Rotate's result.
+func rotWaitForSecondPass(t *testing.T, ctx context.Context, job *rotation.Job) <-chan rotOutcome {
+	t.Helper()
+	waiting := make(chan struct{})
+	var once sync.Once
+	done := make(chan rotOutcome, 1)
+	go func() {
+		res, err := job.Rotate(ctx, rotation.Options{BatchSize: 64, Progress: func(p rotation.Progress) {
+			if p.Pass >= 2 {
+				once.Do(func() { close(waiting) })
+			}
+		}})
+		done <- rotOutcome{res, err}
+	}()
+	select {
+	case <-waiting:
+	case o := <-done:
+		t.Fatalf("Rotate returned while rows were locked: %+v, %v", o.res, o.err)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	return done
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/colcrypt/colcrypt/blindindex"
@@ -299,28 +298,7 @@ func TestRotationLockedRowsLaterPass(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	waiting := make(chan struct{})
-	var once sync.Once
-	type outcome struct {
-		res *rotation.Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := job.Rotate(ctx, rotation.Options{BatchSize: 64, Progress: func(p rotation.Progress) {
-			if p.Pass >= 2 {
-				once.Do(func() { close(waiting) })
-			}
-		}})
-		done <- outcome{res, err}
-	}()
-	select {
-	case <-waiting:
-	case o := <-done:
-		t.Fatalf("Rotate returned while rows were locked: %+v, %v", o.res, o.err)
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
+	done := rotWaitForSecondPass(t, ctx, job)
 	// Everything but the locked rows is rotated; those are untouched.
 	v := f.rawVersions(ctx)
 	for id := int64(1); id <= n; id++ {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,28 +127,7 @@ func TestRotationMySQLLockedRowsLaterPass(t *testing.T) {
 	if err := rotMyLock(ctx, tx, f.qt, locked); err != nil {
 		t.Fatal(err)
 	}
-	waiting := make(chan struct{})
-	var once sync.Once
-	type outcome struct {
-		res *rotation.Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := job.Rotate(ctx, rotation.Options{BatchSize: 64, Progress: func(p rotation.Progress) {
-			if p.Pass >= 2 {
-				once.Do(func() { close(waiting) })
-			}
-		}})
-		done <- outcome{res, err}
-	}()
-	select {
-	case <-waiting:
-	case o := <-done:
-		t.Fatalf("Rotate returned while rows were locked: %+v, %v", o.res, o.err)
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
+	done := rotWaitForSecondPass(t, ctx, job)
 	for id, raw := range f.read0(ctx) {
 		want := "v2:"
 		if slices.Contains(locked, id) || id == 100 {
