@@ -416,86 +416,82 @@ func ensureSelected(stmt *gorm.Statement, f *schema.Field, selected map[string]b
 	}
 }
 
-// beforeCreate fills in index fields before INSERT.
-func (p *Plugin) beforeCreate(db *gorm.DB) {
+// writeSet is what a statement writes, as the hooks see it.
+type writeSet struct {
+	list       []binding
+	selected   map[string]bool
+	restricted bool
+	written    func(*schema.Field) bool
+}
+
+// prepare returns the index fields of the statement's model and what the
+// statement writes, or false when there is nothing to fill in. When the
+// statement writes maps it fills them in itself and returns false.
+func (p *Plugin) prepare(db *gorm.DB, update bool) (writeSet, bool) {
 	stmt := db.Statement
 	if db.Error != nil || stmt.Schema == nil {
-		return
+		return writeSet{}, false
 	}
 	list, err := p.bindingsFor(stmt.Schema)
 	if err != nil {
 		db.AddError(err)
-		return
+		return writeSet{}, false
 	}
 	if len(list) == 0 {
-		return
+		return writeSet{}, false
 	}
-	selected, restricted := stmt.SelectAndOmitColumns(true, false)
-	written := func(f *schema.Field) bool {
-		v, ok := selected[f.DBName]
-		return (ok && v) || (!ok && !restricted)
+	w := writeSet{list: list}
+	w.selected, w.restricted = stmt.SelectAndOmitColumns(!update, update)
+	w.written = func(f *schema.Field) bool {
+		v, ok := w.selected[f.DBName]
+		return (!update || f.Updatable) && ((ok && v) || (!ok && !w.restricted))
 	}
-	if maps, ok := destMaps(stmt.Dest); ok {
-		for _, m := range maps {
-			for _, b := range list {
-				if err := b.fillMap(m, written); err != nil {
-					db.AddError(err)
-					return
-				}
-				if _, ok := m[b.field.DBName]; ok {
-					ensureSelected(stmt, b.field, selected, restricted)
-				}
+	maps, ok := destMaps(stmt.Dest)
+	if !ok {
+		return w, true
+	}
+	for _, m := range maps {
+		for _, b := range list {
+			if err := b.fillMap(m, w.written); err != nil {
+				db.AddError(err)
+				return writeSet{}, false
+			}
+			if _, ok := m[b.field.DBName]; ok {
+				ensureSelected(stmt, b.field, w.selected, w.restricted)
 			}
 		}
+	}
+	return writeSet{}, false
+}
+
+// beforeCreate fills in index fields before INSERT.
+func (p *Plugin) beforeCreate(db *gorm.DB) {
+	w, ok := p.prepare(db, false)
+	if !ok {
 		return
 	}
-	for _, b := range list {
-		if !written(b.source) {
+	stmt := db.Statement
+	for _, b := range w.list {
+		if !w.written(b.source) {
 			continue
 		}
 		if err := eachStruct(stmt.ReflectValue, func(rv reflect.Value) error { return b.fill(stmt.Context, rv) }); err != nil {
 			db.AddError(err)
 			return
 		}
-		ensureSelected(stmt, b.field, selected, restricted)
+		ensureSelected(stmt, b.field, w.selected, w.restricted)
 	}
 }
 
 // beforeUpdate fills in index fields before UPDATE, for the sources the
 // statement writes.
 func (p *Plugin) beforeUpdate(db *gorm.DB) {
+	w, ok := p.prepare(db, true)
+	if !ok {
+		return
+	}
 	stmt := db.Statement
-	if db.Error != nil || stmt.Schema == nil {
-		return
-	}
-	list, err := p.bindingsFor(stmt.Schema)
-	if err != nil {
-		db.AddError(err)
-		return
-	}
-	if len(list) == 0 {
-		return
-	}
-	selected, restricted := stmt.SelectAndOmitColumns(false, true)
-	written := func(f *schema.Field) bool {
-		v, ok := selected[f.DBName]
-		return f.Updatable && ((ok && v) || (!ok && !restricted))
-	}
-	if maps, ok := destMaps(stmt.Dest); ok {
-		for _, m := range maps {
-			for _, b := range list {
-				if err := b.fillMap(m, written); err != nil {
-					db.AddError(err)
-					return
-				}
-				if _, ok := m[b.field.DBName]; ok {
-					ensureSelected(stmt, b.field, selected, restricted)
-				}
-			}
-		}
-		return
-	}
-
+	list := w.list
 	// A struct (or slice) is written: Save, Updates(struct).
 	dest := reflect.ValueOf(stmt.Dest)
 	for dest.Kind() == reflect.Pointer && !dest.IsNil() {
@@ -508,8 +504,8 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 		if err := ds.Parse(stmt.Dest); err != nil {
 			return
 		}
-		list, err = p.bindingsFor(ds.Schema)
-		if err != nil {
+		var err error
+		if list, err = p.bindingsFor(ds.Schema); err != nil {
 			db.AddError(err)
 			return
 		}
@@ -521,17 +517,17 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 		stmt.Dest, dest = cp.Interface(), cp.Elem()
 	}
 	for _, b := range list {
-		if !written(b.source) {
+		if !w.written(b.source) {
 			continue
 		}
 		err := eachStruct(dest, func(rv reflect.Value) error {
 			// Updates(struct) skips zero fields unless they are selected.
-			if v, ok := selected[b.source.DBName]; !(ok && v) {
+			if v, ok := w.selected[b.source.DBName]; !(ok && v) {
 				if _, zero := b.source.ValueOf(stmt.Context, rv); zero {
 					return nil
 				}
 			}
-			ensureSelected(stmt, b.field, selected, restricted)
+			ensureSelected(stmt, b.field, w.selected, w.restricted)
 			return b.fill(stmt.Context, rv)
 		})
 		if err != nil {
