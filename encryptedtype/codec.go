@@ -69,7 +69,10 @@ var b64 = base64.RawURLEncoding.Strict()
 // A Codec builds one cipher.AEAD per key version, the first time it meets
 // that version, and caches it: after that, encrypting and decrypting do no
 // allocation beyond their output and no I/O (as long as the provider does
-// none). A Codec is safe for concurrent use.
+// none). It asks the provider for the key on every call, so a version the
+// provider no longer holds (a retired key) is refused at once, and its AEAD
+// is dropped from the cache on the first such refusal. A Codec is safe for
+// concurrent use.
 type Codec struct {
 	p     keyprovider.Provider
 	mu    sync.Mutex                              // serialises cache writers
@@ -171,10 +174,14 @@ func (c *Codec) Open(ctx context.Context, value []byte) ([]byte, error) {
 	pt, err := c.open(value)
 	if errors.Is(err, ErrUnknownVersion) {
 		if r, ok := c.p.(keyprovider.Reloader); ok { // c.p is set: open found a version
-			if rerr := r.Reload(ctx); rerr != nil {
+			// Try again whatever Reload returned: it may report a
+			// problem with another version, or be refused because a
+			// reload that loaded this one has just run.
+			rerr := r.Reload(ctx)
+			pt, err = c.open(value)
+			if rerr != nil && errors.Is(err, ErrUnknownVersion) {
 				return nil, fmt.Errorf("%w (reloading the provider failed: %w)", err, rerr)
 			}
-			return c.open(value)
 		}
 	}
 	return pt, err
@@ -241,6 +248,34 @@ func (c *Codec) buildAEAD(k keyprovider.Key) (cipher.AEAD, error) {
 	return c.store(old, k, aead), nil
 }
 
+// forget drops the AEAD of a version that the provider no longer holds
+// (a retired key), so that the Codec does not keep its key schedule.
+func (c *Codec) forget(version uint32) {
+	m := c.cache.Load()
+	if m == nil {
+		return
+	}
+	if _, ok := (*m)[version]; !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.cache.Load()
+	if _, ok := old[version]; !ok {
+		return
+	}
+	next := make(map[uint32]*versionAEAD, len(old))
+	for v, e := range old {
+		if v != version {
+			next[v] = e
+		}
+	}
+	c.cache.Store(&next)
+	if e := c.last.Load(); e != nil && e.key.Version() == version {
+		c.last.CompareAndSwap(e, nil)
+	}
+}
+
 // store publishes a new cache map with k's AEAD; c.mu must be held.
 func (c *Codec) store(old map[uint32]*versionAEAD, k keyprovider.Key, aead cipher.AEAD) cipher.AEAD {
 	m := make(map[uint32]*versionAEAD, len(old)+1)
@@ -281,12 +316,13 @@ func seal[T string | []byte](c *Codec, plaintext T) ([]byte, error) {
 		return nil, err
 	}
 	rawLen := NonceSize + len(plaintext) + TagSize
-	if rawLen > MaxValueSize/4*3 {
-		return nil, fmt.Errorf("%w: plaintext of %d bytes is too long", ErrMalformed, len(plaintext))
-	}
 	var prefix [12]byte // "v" + up to 10 digits + ":"
 	p := strconv.AppendUint(append(prefix[:0], 'v'), uint64(k.Version()), 10)
 	p = append(p, ':')
+	// The whole value must be one that Open accepts.
+	if rawLen > MaxValueSize || len(p)+b64.EncodedLen(rawLen) > MaxValueSize {
+		return nil, fmt.Errorf("%w: plaintext of %d bytes is too long (values are at most %d bytes)", ErrMalformed, len(plaintext), MaxValueSize)
+	}
 	encLen := len(p) + b64.EncodedLen(rawLen)
 
 	// One buffer: the encoded value at the front, the raw payload behind it.
@@ -339,6 +375,9 @@ func (c *Codec) openRaw(version uint32, raw []byte) ([]byte, error) {
 	}
 	k, err := c.p.Key(version)
 	if err != nil {
+		if errors.Is(err, ErrUnknownVersion) {
+			c.forget(version)
+		}
 		return nil, err
 	}
 	aead, err := c.aeadFor(k)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,7 +274,8 @@ type reloading struct {
 	keys    *keyprovider.Static
 	next    *keyprovider.Static
 	reloads atomic.Int32
-	fail    error
+	fail    error // Reload loads nothing and returns fail
+	warn    error // Reload loads next and returns warn
 }
 
 func (r *reloading) Active() (keyprovider.Key, error) {
@@ -296,7 +298,7 @@ func (r *reloading) Reload(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.keys = r.next
-	return nil
+	return r.warn
 }
 
 func TestOpenReloadsOnUnknownVersion(t *testing.T) {
@@ -323,6 +325,76 @@ func TestOpenReloadsOnUnknownVersion(t *testing.T) {
 	_, err = NewCodec(failing).Open(context.Background(), v2)
 	if !errors.Is(err, ErrUnknownVersion) || !strings.Contains(err.Error(), "database down") {
 		t.Fatalf("got %v, want ErrUnknownVersion naming the reload failure", err)
+	}
+}
+
+// A Reload that reports an error but loaded the version (a warning about
+// another version, or a refusal because a reload just ran) must not fail
+// the value.
+func TestOpenRetriesAfterReloadError(t *testing.T) {
+	k1, k2 := newKey(t, 1), newKey(t, 2)
+	v2 := mustSeal(t, NewCodec(newStatic(t, 2, k1, k2)), "new version")
+	r := &reloading{keys: newStatic(t, 1, k1), next: newStatic(t, 2, k1, k2), warn: errors.New("version 9 left out")}
+	got, err := NewCodec(r).Open(context.Background(), v2)
+	if err != nil || string(got) != "new version" {
+		t.Fatalf("got %q, %v; want the value", got, err)
+	}
+}
+
+// A version the provider stops holding (a retired key) is dropped from the
+// cache on the first refusal.
+func TestRetiredVersionLeavesCache(t *testing.T) {
+	k1, k2 := newKey(t, 1), newKey(t, 2)
+	r := &reloading{keys: newStatic(t, 1, k1, k2), next: newStatic(t, 2, k2)}
+	c := NewCodec(r)
+	v1 := mustSeal(t, c, "old")
+	if _, err := c.Open(context.Background(), v1); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := (*c.cache.Load())[1]; !ok {
+		t.Fatal("version 1 not cached after use")
+	}
+	_ = r.Reload(context.Background())
+	if _, err := c.Open(context.Background(), v1); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("got %v, want ErrUnknownVersion", err)
+	}
+	if _, ok := (*c.cache.Load())[1]; ok {
+		t.Fatal("the retired version is still cached")
+	}
+	if e := c.last.Load(); e != nil && e.key.Version() == 1 {
+		t.Fatal("the retired version is still the last entry")
+	}
+	if _, err := c.Open(context.Background(), mustSeal(t, c, "new")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The longest plaintext Seal accepts makes a value Open accepts, and one
+// byte more is refused by Seal, not written and lost.
+func TestSealOpenAtTheSizeLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: 64 MiB values")
+	}
+	for _, version := range []uint32{1, keyprovider.MaxVersion} {
+		c := newCodec(t, version)
+		prefix := len("v:") + len(strconv.FormatUint(uint64(version), 10))
+		n := (MaxValueSize-prefix)*3/4 - Overhead // the largest plaintext whose value fits
+		if prefix+b64.EncodedLen(n+Overhead) > MaxValueSize || prefix+b64.EncodedLen(n+1+Overhead) <= MaxValueSize {
+			t.Fatalf("v%d: %d is not the largest plaintext that fits", version, n)
+		}
+		v, err := c.Seal(context.Background(), make([]byte, n))
+		if err != nil {
+			t.Fatalf("v%d: %d bytes: %v", version, n, err)
+		}
+		if len(v) > MaxValueSize {
+			t.Fatalf("v%d: value of %d bytes", version, len(v))
+		}
+		if _, err := c.Open(context.Background(), v); err != nil {
+			t.Fatalf("v%d: %d bytes sealed, then Open: %v", version, n, err)
+		}
+		if _, err := c.Seal(context.Background(), make([]byte, n+1)); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("v%d: %d bytes: got %v, want ErrMalformed", version, n+1, err)
+		}
 	}
 }
 

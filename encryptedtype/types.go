@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -149,6 +152,10 @@ func (Bytes) GormDataType() string { return "text" }
 // the T with encoding/json and encrypts the result; Scan decrypts and
 // unmarshals. For a nullable column use *JSON[T].
 //
+// T holds plain Go values: the column types of this module encode as
+// "[REDACTED]" (see MarshalJSON), so Value refuses a T with a String, Bytes
+// or JSON field rather than store the marker in place of the data.
+//
 // fmt, slog and encoding/json show a JSON as [REDACTED]; call Plaintext to
 // get the T.
 type JSON[T any] struct {
@@ -176,6 +183,10 @@ func (j JSON[T]) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t := redactingIn(reflect.TypeFor[T]()); t != nil {
+		var zero T
+		return nil, fmt.Errorf("colcrypt: encoding JSON column: %T holds a %v, which encodes as \"[REDACTED]\"; use plain fields inside a JSON column", zero, t)
+	}
 	pt, err := json.Marshal(j.Plaintext())
 	if err != nil {
 		// encoding/json errors can quote the data (an invalid number
@@ -201,6 +212,9 @@ func (j *JSON[T]) Scan(src any) error {
 	var v T
 	if err := json.Unmarshal(pt, &v); err != nil {
 		clear(pt)
+		if errors.Is(err, ErrRedacted) {
+			return fmt.Errorf("colcrypt: decoding JSON column into %T: %w", v, ErrRedacted)
+		}
 		return fmt.Errorf("colcrypt: decoding JSON column into %T: invalid JSON after decryption", v)
 	}
 	clear(pt)
@@ -228,6 +242,60 @@ func (j *JSON[T]) UnmarshalJSON(b []byte) error {
 // GormDataType tells GORM's AutoMigrate to create a text column.
 func (JSON[T]) GormDataType() string { return "text" }
 
+// redactingTypes caches redactingIn by type.
+var redactingTypes sync.Map // reflect.Type → reflect.Type (nil: none)
+
+// redactingIn returns a colcrypt type that values of t can hold where
+// encoding/json reaches it (String, Bytes, JSON, rotation's Migrating
+// types: any type of this module whose MarshalJSON writes the redaction
+// marker), or nil. A JSON column holding one would store "[REDACTED]" in
+// place of the value. A colcrypt value held in an interface is not seen.
+func redactingIn(t reflect.Type) reflect.Type {
+	if r, ok := redactingTypes.Load(t); ok {
+		found, _ := r.(reflect.Type)
+		return found
+	}
+	found := findRedacting(t, map[reflect.Type]bool{})
+	redactingTypes.Store(t, found)
+	return found
+}
+
+func findRedacting(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
+	if seen[t] {
+		return nil
+	}
+	seen[t] = true
+	marshaler := reflect.TypeFor[json.Marshaler]()
+	if t.Implements(marshaler) || reflect.PointerTo(t).Implements(marshaler) {
+		if strings.HasPrefix(t.PkgPath(), modulePath+"/") && t.Implements(marshaler) {
+			if b, err := reflect.Zero(t).Interface().(json.Marshaler).MarshalJSON(); err == nil && bytes.Equal(b, redactedJSON()) {
+				return t
+			}
+		}
+		return nil // encoding/json does not look inside a Marshaler
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return findRedacting(t.Elem(), seen)
+	case reflect.Map:
+		return findRedacting(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if (!f.IsExported() && !f.Anonymous) || f.Tag.Get("json") == "-" {
+				continue
+			}
+			if found := findRedacting(f.Type, seen); found != nil {
+				return found
+			}
+		}
+	}
+	return nil
+}
+
+// modulePath is the path of this module, whose types findRedacting knows.
+const modulePath = "github.com/colcrypt/colcrypt"
+
 // ErrRedacted is returned by UnmarshalJSON for the string "[REDACTED]":
 // it is what MarshalJSON writes in place of the plaintext, and decoding it
 // as a value would overwrite real data with the marker.
@@ -238,8 +306,13 @@ func redactedJSON() []byte { return []byte(`"` + redacted + `"`) }
 // unmarshalJSON decodes b into v, refusing the redaction marker. Errors
 // from encoding/json name types and offsets, never the input.
 func unmarshalJSON(b []byte, v any) error {
-	if string(bytes.TrimSpace(b)) == `"`+redacted+`"` {
-		return ErrRedacted
+	// Compared after decoding, so that an escaped form ("\u005bREDACTED]")
+	// is refused too.
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+		var s string
+		if json.Unmarshal(t, &s) == nil && s == redacted {
+			return ErrRedacted
+		}
 	}
 	return sanitizeJSONError(json.Unmarshal(b, v))
 }

@@ -3,6 +3,7 @@ package encryptedtype
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -249,6 +250,68 @@ func TestJSONRedactsAndRefusesMarker(t *testing.T) {
 	var j JSON[profile]
 	if err := j.UnmarshalJSON([]byte(`{"name":Zsecret}`)); err == nil || strings.Contains(err.Error(), "Z") {
 		t.Fatalf("syntax error: %v", err)
+	}
+}
+
+// The marker is refused however it is escaped.
+func TestJSONRefusesEscapedMarker(t *testing.T) {
+	for _, doc := range []string{`"\u005bREDACTED]"`, `"[REDACTED\u005d"`, ` "\u005B\u0052EDACTED]" `} {
+		var s String
+		if err := json.Unmarshal([]byte(doc), &s); !errors.Is(err, ErrRedacted) {
+			t.Errorf("String from %s: got %v, want ErrRedacted", doc, err)
+		}
+		var j JSON[string]
+		if err := json.Unmarshal([]byte(doc), &j); !errors.Is(err, ErrRedacted) {
+			t.Errorf("JSON[string] from %s: got %v, want ErrRedacted", doc, err)
+		}
+	}
+}
+
+// A colcrypt type inside a JSON column would be stored as the marker:
+// Value refuses it instead of losing the data.
+func TestJSONRefusesNestedColumnTypes(t *testing.T) {
+	withDefault(t, newStatic(t, 1, newKey(t, 1)))
+	type contact struct {
+		Name  string
+		Email String
+	}
+	type nested struct {
+		Contacts []*contact
+	}
+	type ignored struct {
+		Name   string
+		Secret String `json:"-"`
+		hidden String
+	}
+	refused := []driver.Valuer{
+		NewJSON(contact{Name: "Ada", Email: NewString("ada@x.com")}),
+		NewJSON(nested{Contacts: []*contact{{Name: "Ada"}}}),
+		NewJSON(map[string]Bytes{"k": NewBytes([]byte{1})}),
+		NewJSON(NewString("x")),
+		NewJSON([]JSON[int]{NewJSON(1)}),
+	}
+	for _, v := range refused {
+		_, err := v.Value()
+		if err == nil || !strings.Contains(err.Error(), "[REDACTED]") || strings.Contains(err.Error(), "ada@x.com") {
+			t.Errorf("%T: got %v, want a refusal naming the marker", v, err)
+		}
+	}
+	for _, v := range []driver.Valuer{NewJSON(ignored{Name: "x", hidden: NewString("y")}), NewJSON(profile{Name: "A"}), NewJSON(map[string]any{"a": 1})} {
+		if _, err := v.Value(); err != nil {
+			t.Errorf("%T: %v", v, err)
+		}
+	}
+
+	// A document that holds the marker (written before this check, or by
+	// other code) fails to read with ErrRedacted.
+	c := Default()
+	enc, err := c.Seal(context.Background(), []byte(`{"Name":"Ada","Email":"[REDACTED]"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back JSON[contact]
+	if err := back.Scan(string(enc)); !errors.Is(err, ErrRedacted) {
+		t.Fatalf("Scan: got %v, want ErrRedacted", err)
 	}
 }
 
