@@ -51,8 +51,10 @@ func SuggestBits(distinct uint64, falsePositives float64) int {
 
 // FalsePositives returns the expected number of wrong distinct values that
 // a lookup in an index of bits bits returns when the column holds distinct
-// distinct values: (distinct - 1) / 2^bits. It is the inverse of
-// SuggestBits. Bits outside 1 … MaxBits count as MaxBits.
+// distinct values: (distinct - 1) / 2^bits. It is close to the inverse of
+// SuggestBits, which counts distinct rather than distinct - 1 and rounds
+// up, so it may suggest one bit more. Bits outside 1 … MaxBits count as
+// MaxBits.
 func FalsePositives(distinct uint64, bits int) float64 {
 	if bits < 1 || bits > MaxBits {
 		bits = MaxBits
