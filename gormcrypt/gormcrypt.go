@@ -24,15 +24,36 @@
 //
 // The source field may be an encryptedtype.String or Bytes, a string or
 // []byte, or a pointer to one of them; a nil pointer gives a NULL index. The
-// index field may be a BlindIndex, *BlindIndex, string or *string.
+// index field may be a BlindIndex, *BlindIndex, string or *string. A string
+// cannot hold NULL, so the index of a pointer source must be one of the
+// other three (a string there is ErrTag).
 //
 // What the plugin sees: it computes index values in GORM callbacks from the
 // values GORM is about to write, so it covers Create (one row, a slice,
 // CreateInBatches, maps), Save, Updates with a struct or a map, Update and
-// UpdateColumn(s) on a model. It cannot see SQL it does not build: Exec, Raw,
-// gorm.Expr values (rejected with ErrUnsupportedValue), and statements
-// without a model, such as db.Table("users").Updates(map…). Keep index
-// fields out of Omit.
+// UpdateColumn(s) on a model, and upserts. It cannot see SQL it does not
+// build: Exec, Raw, gorm.Expr values (rejected with ErrUnsupportedValue),
+// and statements without a model, such as db.Table("users").Updates(map…).
+// Keep index fields out of Omit.
+//
+// Upserts: in the DO UPDATE SET part of a clause.OnConflict (ON DUPLICATE
+// KEY UPDATE on MySQL), a source taken from the inserted row
+// (clause.AssignmentColumns) takes its index from the inserted row too, and
+// a source assigned a value gets the index of that value. Any other
+// assignment of a source, such as an SQL expression, is
+// ErrUnsupportedValue. UpdateAll needs nothing more.
+//
+// Updates with a struct of another type than the model (a patch struct):
+// GORM writes its fields by column name, and the model's tags decide which
+// columns are indexes. A patch struct that writes a source column must have
+// a field for its index column (by column name; an index field type, with
+// or without the colcrypt tag), which the plugin fills in; if it has none,
+// or its source field is not encrypted where the model's is, the update
+// fails with ErrUnsupportedValue.
+//
+// In a map (Updates, Update, Create) or an upsert assignment, the value for
+// an encrypted source must be an encryptedtype value or nil: a plain string
+// or []byte would be stored unencrypted, and is ErrUnsupportedValue.
 //
 // This package imports GORM; package blindindex does not, and is what
 // database/sql and sqlc code uses directly.
@@ -70,13 +91,18 @@ var (
 	ErrUnknownIndex = errors.New("gormcrypt: blind index not registered with the plugin")
 
 	// ErrTag is returned for a malformed colcrypt struct tag, an index
-	// field or source field of an unsupported type, or a source field
-	// that does not exist.
+	// field or source field of an unsupported type (including a string
+	// index field of a pointer source, which cannot hold its NULL index),
+	// or a source field that does not exist.
 	ErrTag = errors.New("gormcrypt: invalid colcrypt struct tag")
 
 	// ErrUnsupportedValue is returned when a source value is written in a
 	// form the plugin cannot compute an index from, such as a gorm.Expr in
-	// Updates(map…): writing it would leave the index stale.
+	// Updates(map…) or in an upsert's DO UPDATE SET, or through a patch
+	// struct without the index column: writing it would leave the index
+	// stale. It is also returned for a plain string or []byte written to
+	// an encrypted source through a map or an upsert, which would be
+	// stored unencrypted.
 	ErrUnsupportedValue = errors.New("gormcrypt: cannot compute a blind index from this value")
 
 	// ErrNoField is returned by Where for a field that is neither an index
@@ -185,6 +211,10 @@ type binding struct {
 	index  *blindindex.Index
 	field  *schema.Field // the index field
 	source *schema.Field // the encrypted field it is computed from
+
+	// unwritable, when set, is reported if a row writes the source: the
+	// index cannot be written with it (see destBindings).
+	unwritable error
 }
 
 type modelBindings struct {
@@ -236,6 +266,12 @@ func (p *Plugin) parseBindings(s *schema.Schema) ([]binding, error) {
 		if !sourceFieldType(src.FieldType) {
 			return nil, fmt.Errorf("%w: %s.%s: source field %s is a %s; it must be an encryptedtype.String or Bytes, a string or []byte, or a pointer to one", ErrTag, s.Name, f.Name, src.Name, src.FieldType)
 		}
+		if f.FieldType == typeString && src.FieldType.Kind() == reflect.Pointer {
+			// A nil source has a NULL index, which a string cannot hold:
+			// it would store "", and a second such row would break a
+			// UNIQUE index.
+			return nil, fmt.Errorf("%w: %s.%s is a string, which cannot hold the NULL index of a nil %s; use *string or gormcrypt.BlindIndex", ErrTag, s.Name, f.Name, src.Name)
+		}
 		list = append(list, binding{index: ix, field: f, source: src})
 	}
 	return list, nil
@@ -282,6 +318,17 @@ func indexFieldType(t reflect.Type) bool {
 	}
 	return t == typeBlindIndex || t == typeString
 }
+
+// encryptedFieldType reports whether t is an encryptedtype type or a
+// pointer to one: a field whose values are encrypted when written.
+func encryptedFieldType(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.PkgPath() == encryptedtypePkg
+}
+
+var encryptedtypePkg = reflect.TypeFor[encryptedtype.String]().PkgPath()
 
 func sourceFieldType(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
@@ -330,6 +377,20 @@ func plaintextOf(v any) (s string, null bool, err error) {
 		return string(*v), false, nil
 	}
 	return "", false, fmt.Errorf("%w: a %T", ErrUnsupportedValue, v)
+}
+
+// checkLiteral refuses a plain string or []byte written to an encrypted
+// source column through a map or an ON CONFLICT assignment: GORM would store
+// it as it is, unencrypted, while the plugin indexed it.
+func (b binding) checkLiteral(v any) error {
+	if !encryptedFieldType(b.source.FieldType) {
+		return nil
+	}
+	switch v.(type) {
+	case string, *string, []byte, *[]byte:
+		return fmt.Errorf("%w: a %T for %s, an encrypted field, would be stored unencrypted; wrap it with encryptedtype.NewString or NewBytes", ErrUnsupportedValue, v, b.source.Name)
+	}
+	return nil
 }
 
 // compute returns the index value for a source value: "" and null for NULL.
@@ -392,6 +453,9 @@ func (b binding) fillMap(m map[string]any, written func(*schema.Field) bool) err
 	if !written(b.source) {
 		return nil
 	}
+	if err := b.checkLiteral(src); err != nil {
+		return err
+	}
 	value, null, err := b.compute(src)
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.source.Name, err)
@@ -422,11 +486,12 @@ type writeSet struct {
 	selected   map[string]bool
 	restricted bool
 	written    func(*schema.Field) bool
+	maps       bool // the statement writes maps, which prepare filled in
 }
 
 // prepare returns the index fields of the statement's model and what the
 // statement writes, or false when there is nothing to fill in. When the
-// statement writes maps it fills them in itself and returns false.
+// statement writes maps it fills them in itself and sets maps.
 func (p *Plugin) prepare(db *gorm.DB, update bool) (writeSet, bool) {
 	stmt := db.Statement
 	if db.Error != nil || stmt.Schema == nil {
@@ -450,6 +515,7 @@ func (p *Plugin) prepare(db *gorm.DB, update bool) (writeSet, bool) {
 	if !ok {
 		return w, true
 	}
+	w.maps = true
 	for _, m := range maps {
 		for _, b := range list {
 			if err := b.fillMap(m, w.written); err != nil {
@@ -461,10 +527,11 @@ func (p *Plugin) prepare(db *gorm.DB, update bool) (writeSet, bool) {
 			}
 		}
 	}
-	return writeSet{}, false
+	return w, true
 }
 
-// beforeCreate fills in index fields before INSERT.
+// beforeCreate fills in index fields before INSERT, and the assignments of
+// an ON CONFLICT clause.
 func (p *Plugin) beforeCreate(db *gorm.DB) {
 	w, ok := p.prepare(db, false)
 	if !ok {
@@ -472,7 +539,7 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 	}
 	stmt := db.Statement
 	for _, b := range w.list {
-		if !w.written(b.source) {
+		if w.maps || !w.written(b.source) {
 			continue
 		}
 		if err := eachStruct(stmt.ReflectValue, func(rv reflect.Value) error { return b.fill(stmt.Context, rv) }); err != nil {
@@ -481,13 +548,97 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 		}
 		ensureSelected(stmt, b.field, w.selected, w.restricted)
 	}
+	if err := upsert(stmt, w.list); err != nil {
+		db.AddError(err)
+	}
+}
+
+// upsert keeps the index columns in step with the source columns that the
+// DO UPDATE SET part of an ON CONFLICT clause (MySQL's ON DUPLICATE KEY
+// UPDATE) assigns: a source taken from the inserted row
+// (clause.AssignmentColumns, "excluded.<column>") gets its index column from
+// the inserted row too; a source assigned a value gets the index of that
+// value; anything else, such as an SQL expression, is ErrUnsupportedValue.
+// UpdateAll needs nothing: GORM assigns every inserted column, index
+// columns included.
+func upsert(stmt *gorm.Statement, list []binding) error {
+	c, ok := stmt.Clauses["ON CONFLICT"]
+	if !ok {
+		return nil
+	}
+	oc, ok := c.Expression.(clause.OnConflict)
+	if !ok || oc.DoNothing || oc.UpdateAll || len(oc.DoUpdates) == 0 {
+		return nil
+	}
+	var extra []clause.Assignment
+	ours := map[string]bool{} // index columns assigned by extra
+	for _, b := range list {
+		for _, a := range oc.DoUpdates {
+			if stmt.Schema.LookUpField(a.Column.Name) != b.source {
+				continue
+			}
+			ia, keep, err := b.assignment(stmt, a.Value)
+			if err != nil {
+				return fmt.Errorf("%w (in the ON CONFLICT assignment of %s)", err, b.source.Name)
+			}
+			if !keep {
+				extra = append(extra, ia)
+				ours[b.field.DBName] = true
+			}
+			break
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	// A new slice: the caller's clause.OnConflict may be reused.
+	set := make(clause.Set, 0, len(oc.DoUpdates)+len(extra))
+	for _, a := range oc.DoUpdates {
+		if f := stmt.Schema.LookUpField(a.Column.Name); f != nil && ours[f.DBName] {
+			continue // replaced by ours
+		}
+		set = append(set, a)
+	}
+	oc.DoUpdates = append(set, extra...)
+	stmt.AddClause(oc)
+	return nil
+}
+
+// assignment returns the assignment of b's index column that goes with an
+// ON CONFLICT assignment of value to b's source, or keep for a source that
+// keeps its current value ("email = email").
+func (b binding) assignment(stmt *gorm.Statement, value any) (a clause.Assignment, keep bool, err error) {
+	a.Column = clause.Column{Name: b.field.DBName}
+	if col, ok := value.(clause.Column); ok {
+		if stmt.Schema.LookUpField(col.Name) == b.source {
+			switch {
+			case strings.EqualFold(col.Table, "excluded"):
+				a.Value = clause.Column{Table: "excluded", Name: b.field.DBName}
+				return a, false, nil
+			case col.Table == "" || col.Table == clause.CurrentTable || col.Table == stmt.Table:
+				return a, true, nil
+			}
+		}
+		return a, false, fmt.Errorf("%w: column %s.%s", ErrUnsupportedValue, col.Table, col.Name)
+	}
+	if err := b.checkLiteral(value); err != nil {
+		return a, false, err
+	}
+	v, null, err := b.compute(value)
+	if err != nil {
+		return a, false, err
+	}
+	if !null {
+		a.Value = BlindIndex{v}
+	}
+	return a, false, nil
 }
 
 // beforeUpdate fills in index fields before UPDATE, for the sources the
 // statement writes.
 func (p *Plugin) beforeUpdate(db *gorm.DB) {
 	w, ok := p.prepare(db, true)
-	if !ok {
+	if !ok || w.maps {
 		return
 	}
 	stmt := db.Statement
@@ -498,17 +649,15 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 		dest = dest.Elem()
 	}
 	if dest.Kind() == reflect.Struct && dest.Type() != stmt.Schema.ModelType {
-		// Updates with a struct of another type: GORM matches fields by
-		// column name, so look the index up in that struct's schema.
+		// Updates with a struct of another type: GORM writes the fields of
+		// that struct whose column (or Go name) is a column of the model,
+		// so the model's index fields are mapped onto it by column.
 		ds := &gorm.Statement{DB: stmt.DB}
 		if err := ds.Parse(stmt.Dest); err != nil {
+			db.AddError(fmt.Errorf("gormcrypt: cannot read the %T given to Updates, so cannot fill in its blind indexes: %w", stmt.Dest, err))
 			return
 		}
-		var err error
-		if list, err = p.bindingsFor(ds.Schema); err != nil {
-			db.AddError(err)
-			return
-		}
+		list = destBindings(list, stmt.Schema, ds.Schema)
 	}
 	if dest.Kind() == reflect.Struct && !dest.CanAddr() {
 		// Updates(User{…}) passes a struct by value: write into a copy.
@@ -527,6 +676,9 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 					return nil
 				}
 			}
+			if b.unwritable != nil {
+				return b.unwritable
+			}
 			ensureSelected(stmt, b.field, w.selected, w.restricted)
 			return b.fill(stmt.Context, rv)
 		})
@@ -535,6 +687,41 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 			return
 		}
 	}
+}
+
+// destBindings maps the index fields of the model (schema m) onto d, the
+// schema of a struct of another type given to Updates. The model's tags
+// decide which columns are indexes; d's own colcrypt tags are not read. A
+// binding whose source column d writes but whose index column d cannot
+// write carries the error to report (unwritable) if a row does write the
+// source.
+func destBindings(model []binding, m, d *schema.Schema) []binding {
+	var list []binding
+	for _, b := range model {
+		src := d.LookUpField(b.source.DBName)
+		if src == nil || src.DBName == "" {
+			continue // d does not write the source
+		}
+		nb := binding{index: b.index, source: src}
+		f := d.LookUpField(b.field.DBName)
+		switch {
+		case !sourceFieldType(src.FieldType):
+			nb.unwritable = fmt.Errorf("%w: %s.%s is a %s", ErrUnsupportedValue, d.Name, src.Name, src.FieldType)
+		case encryptedFieldType(b.source.FieldType) && !encryptedFieldType(src.FieldType):
+			nb.unwritable = fmt.Errorf("%w: %s.%s, a %s, would be stored unencrypted in %s.%s", ErrUnsupportedValue, d.Name, src.Name, src.FieldType, m.Name, b.source.Name)
+		case f == nil || f.DBName == "" || !f.Updatable:
+			nb.unwritable = fmt.Errorf("%w: %s writes %s but has no updatable field for its blind index column %s; give %s one, like %s.%s (or update with the model or a map)", ErrUnsupportedValue, d.Name, b.source.DBName, b.field.DBName, d.Name, m.Name, b.field.Name)
+		case !indexFieldType(f.FieldType):
+			nb.unwritable = fmt.Errorf("%w: %s.%s, the blind index column %s, is a %s; an index field must be a gormcrypt.BlindIndex, *gormcrypt.BlindIndex, string or *string", ErrUnsupportedValue, d.Name, f.Name, f.DBName, f.FieldType)
+		case f.FieldType == typeString && src.FieldType.Kind() == reflect.Pointer:
+			nb.unwritable = fmt.Errorf("%w: %s.%s is a string, which cannot hold the NULL index of a nil %s; use *string or gormcrypt.BlindIndex", ErrUnsupportedValue, d.Name, f.Name, src.Name)
+		}
+		if nb.unwritable == nil {
+			nb.field = f
+		}
+		list = append(list, nb)
+	}
+	return list
 }
 
 // destMaps returns the maps of a map destination.
