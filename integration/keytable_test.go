@@ -870,8 +870,132 @@ func TestKeyTableRetire(t *testing.T) {
 		t.Fatal(err)
 	}
 	data.checkAll(t, codec)
-	if got := ktRows(t, tbl); len(got) != 1 || got[0].Version != v3 || !got[0].Active {
+	// Retired versions stay as tombstones (empty key, inactive).
+	got := ktRows(t, tbl)
+	if len(got) != 3 || got[2].Version != v3 || !got[2].Active {
 		t.Fatalf("rows after retiring: %+v", got)
+	}
+	for _, r := range got[:2] {
+		if len(r.Wrapped) != 0 || r.Active {
+			t.Errorf("retired version %d: %d key bytes, active %v; want a tombstone", r.Version, len(r.Wrapped), r.Active)
+		}
+	}
+}
+
+// TestKeyTableRetiredVersionNeverReused: a retired version stays in the
+// table as a tombstone, so AddNew never hands its number out again, Add
+// and Import refuse it, Activate and Retire report it, Rewrap leaves it
+// alone, and providers drop its key without reporting anything.
+func TestKeyTableRetiredVersionNeverReused(t *testing.T) {
+	db := openSQL(t, databaseURL(t))
+	ctx := testContext(t)
+	kek := ktLocalKEK(t)
+	name := ktNewTableName(t, db)
+	ident := pgx.Identifier{name}.Sanitize()
+	tbl := ktTable(t, db, kek, name)
+	v1 := ktAddActive(t, tbl, 1)
+	v2, err := tbl.AddNew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs ktErrors
+	p := ktProvider(t, tbl, kek, keytable.Options{RefreshInterval: -1, MinReloadInterval: time.Nanosecond, OnError: errs.report})
+	k2, err := p.Key(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	underV2 := ktSeal(t, encryptedtype.NewCodec(mustStaticFrom(t, p, v2)), "under the retired version", v2)
+
+	// Retire the highest version.
+	if err := tbl.Retire(ctx, v2, keytable.RetireOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	var keyLen int
+	var active bool
+	if err := db.QueryRowContext(ctx, "SELECT octet_length(key), active FROM "+ident+" WHERE version = $1", v2).Scan(&keyLen, &active); err != nil {
+		t.Fatalf("the retired version's row: %v", err)
+	}
+	if keyLen != 0 || active {
+		t.Fatalf("retired row: %d key bytes, active %v; want a tombstone", keyLen, active)
+	}
+	time.Sleep(time.Millisecond)
+	if err := p.Reload(ctx); err != nil {
+		t.Fatalf("Reload after Retire = %v", err)
+	}
+	if _, err := p.Key(v2); !errors.Is(err, keyprovider.ErrUnknownVersion) {
+		t.Fatalf("Key(%d) after Retire = %v", v2, err)
+	}
+	if _, err := encryptedtype.NewCodec(p).Open(ctx, []byte(underV2)); !errors.Is(err, keyprovider.ErrUnknownVersion) {
+		t.Fatalf("Open of a value under the retired version = %v, want ErrUnknownVersion", err)
+	}
+
+	// The number is never handed out again.
+	v3, err := tbl.AddNew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v3 != v2+1 {
+		t.Fatalf("AddNew after retiring version %d = %d, want %d", v2, v3, v2+1)
+	}
+	other2, _ := keyprovider.GenerateKey(v2)
+	for what, k := range map[string]keyprovider.Key{"its own key": k2, "another key": other2} {
+		if err := tbl.Add(ctx, k); !errors.Is(err, keytable.ErrRetired) || !errors.Is(err, keytable.ErrVersionExists) {
+			t.Errorf("Add of the retired version with %s = %v, want ErrRetired and ErrVersionExists", what, err)
+		}
+	}
+	if err := tbl.Activate(ctx, v2); !errors.Is(err, keytable.ErrRetired) || !errors.Is(err, keyprovider.ErrUnknownVersion) {
+		t.Errorf("Activate of the retired version = %v, want ErrRetired and ErrUnknownVersion", err)
+	}
+	if err := tbl.Retire(ctx, v2, keytable.RetireOptions{Force: true}); !errors.Is(err, keytable.ErrRetired) || !errors.Is(err, keyprovider.ErrUnknownVersion) {
+		t.Errorf("second Retire = %v, want ErrRetired and ErrUnknownVersion", err)
+	}
+	k1, _ := p.Key(v1)
+	withRetired, _ := keyprovider.NewStatic(v1, k1, k2)
+	if _, err := tbl.Import(ctx, withRetired); !errors.Is(err, keytable.ErrRetired) || !errors.Is(err, keytable.ErrImportConflict) {
+		t.Errorf("Import of the retired version = %v, want ErrRetired and ErrImportConflict", err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT octet_length(key) FROM "+ident+" WHERE version = $1", v2).Scan(&keyLen); err != nil || keyLen != 0 {
+		t.Fatalf("the tombstone after refused operations: %d key bytes, %v", keyLen, err)
+	}
+
+	// Rewrap skips the tombstone; providers with either KEK load cleanly.
+	newKEK := ktLocalKEK(t)
+	n, err := tbl.Rewrap(ctx, newKEK)
+	if err != nil || n != 2 {
+		t.Fatalf("Rewrap = %d, %v; want 2 (the tombstone has no key)", n, err)
+	}
+	newTbl, _ := keytable.NewTable(db, newKEK, keytable.Config{Table: name})
+	fresh := ktProvider(t, newTbl, newKEK, keytable.Options{OnError: errs.report})
+	if got := fresh.Versions(); !slices.Equal(got, []uint32{v1, v3}) {
+		t.Fatalf("versions after Rewrap: %v, want [%d %d]", got, v1, v3)
+	}
+	if err := newTbl.Activate(ctx, v3); err != nil {
+		t.Fatal(err)
+	}
+	if err := newTbl.Retire(ctx, v1, keytable.RetireOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	var activeRows, tombstones int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FILTER (WHERE active), count(*) FILTER (WHERE octet_length(key) = 0) FROM "+ident).Scan(&activeRows, &tombstones); err != nil {
+		t.Fatal(err)
+	}
+	if activeRows != 1 || tombstones != 2 {
+		t.Fatalf("%d active rows and %d tombstones, want 1 and 2", activeRows, tombstones)
+	}
+	time.Sleep(time.Millisecond)
+	if err := fresh.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh.Versions(); !slices.Equal(got, []uint32{v3}) || ktActive(t, fresh) != v3 {
+		t.Fatalf("after retiring version %d: versions %v, active %d", v1, got, ktActive(t, fresh))
+	}
+	if v4, err := newTbl.AddNew(ctx); err != nil || v4 != v3+1 {
+		t.Fatalf("AddNew = %d, %v; want %d", v4, err, v3+1)
+	}
+	// A tombstone is neither a key nor a warning.
+	errs.none(t, "providers")
+	if st := fresh.Status(); st.LastError != nil {
+		t.Fatalf("Status().LastError = %v", st.LastError)
 	}
 }
 

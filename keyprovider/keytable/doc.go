@@ -23,7 +23,15 @@
 // keyprovider.LocalKEK (a master key from the environment or a file) or a
 // KMS through package keyprovider/cloudkek. The KEK binds the version into
 // the wrapping, so a wrapped key copied to another row does not unwrap.
-// Unwrapped keys live only in the memory of the [Provider].
+// Unwrapped keys are never stored: they live only in the process's
+// memory, in the [Provider] and in what its callers keep (an
+// encryptedtype.Codec, for example, caches a cipher per version).
+//
+// A version names one key forever. [Table.Retire] does not delete a
+// version's row: it keeps it as a tombstone (the key column emptied, never
+// active), so that [Table.AddNew] never hands the number out again and
+// [Table.Add] and [Table.Import] refuse it ([ErrRetired]). Do not delete
+// rows by hand.
 //
 // # Serving keys
 //
@@ -42,7 +50,10 @@
 // version's key is unwrapped once: reloads that find the same wrapped key
 // make no KEK (KMS) call. A failed reload keeps the keys held before and is
 // reported through Options.OnError (slog by default); it never switches to
-// another key.
+// another key. A reload that is applied but leaves a version out (for
+// example one wrapped under a KEK this instance lacks) is reported the
+// same way and kept in [Provider.Status], but is not an error of
+// [Provider.Reload], which fails only when the load failed.
 //
 // On PostgreSQL every change to the table sends a notification in its own
 // transaction; package keyprovider/keytable/pgnotify listens for it and
@@ -58,8 +69,14 @@
 //  2. [Table.Activate] makes it the version new values are written under,
 //     in one transaction that leaves exactly one active key.
 //  3. The rotation job (package rotation) re-saves old values under it.
-//  4. [Table.Retire] deletes the old version, refusing unless a
-//     [UsageCheck] says no value is left under it, or Force is set.
+//  4. [Table.Retire] retires the old version: it empties the version's
+//     key, keeping the row as a tombstone, refusing unless a [UsageCheck]
+//     says no value is left under it, or Force is set. At their next
+//     load the providers drop the key: Key answers ErrUnknownVersion for
+//     it, and the provider keeps no reference to it. What callers took
+//     before is theirs (an encryptedtype.Codec keeps the cipher it built
+//     for the version until it finds that the provider no longer knows
+//     the version), and Go does not wipe memory it frees.
 //
 // A UsageCheck can be built from rotation.Job.Census. A Job covers one
 // table: with encrypted columns in several tables, ask every job.

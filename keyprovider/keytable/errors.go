@@ -26,8 +26,17 @@ var (
 	ErrReloadThrottled = errors.New("keytable: reload throttled")
 
 	// ErrVersionExists is returned by Table.Add for a version the table
-	// already holds.
+	// already holds, retired or not.
 	ErrVersionExists = errors.New("keytable: key version already exists")
+
+	// ErrRetired is returned for a version that Table.Retire retired: its
+	// row stays in the table as a tombstone (empty key, never active) so
+	// that the version number is never given to another key. Table.Add
+	// and Table.Import refuse such a version (the error also matches
+	// ErrVersionExists or ErrImportConflict), and Table.Activate and
+	// Table.Retire report it (the error also matches
+	// keyprovider.ErrUnknownVersion).
+	ErrRetired = errors.New("keytable: key version retired")
 
 	// ErrActiveKey is returned by Table.Retire for the active version,
 	// which can never be retired (activate another version first).

@@ -32,6 +32,10 @@ const (
 
 // A WrappedKey is one stored key: its version, its material wrapped by a
 // KEK, and whether it is the active version.
+//
+// An empty Wrapped marks a retired version (a tombstone, as Table.Retire
+// leaves): the Provider holds no key for it, drops the key if it held
+// one, and does not report it. A tombstone must not be active.
 type WrappedKey struct {
 	Version uint32
 	Wrapped []byte
@@ -62,8 +66,9 @@ type Options struct {
 	// calls of Reload, which encryptedtype.Codec.Open makes when it meets
 	// an unknown version, and the background reload that Key schedules
 	// when it is asked for an unknown version. A Reload sooner than that
-	// fails at once with ErrReloadThrottled, so that values naming bogus
-	// versions cannot make every read query the database. Zero means
+	// fails at once with ErrReloadThrottled (unless it waited for a load
+	// that was running, see Reload), so that values naming bogus versions
+	// cannot make every read query the database. Zero means
 	// DefaultMinReloadInterval.
 	MinReloadInterval time.Duration
 
@@ -73,9 +78,12 @@ type Options struct {
 
 	// OnError is called, from the goroutine that loaded, with every load
 	// that failed or was only partly applied: the provider keeps serving
-	// the keys it had and reports the error here. It must not block for
-	// long. Nil means log it with slog.Default at level Error. Errors
-	// never contain key material.
+	// the keys it had and reports the error here. A partly applied load
+	// (some versions left out or kept as they were, see Provider) is
+	// reported here and in Status.LastError only: it is not an error of
+	// Reload, which returns an error only when the load itself failed.
+	// OnError must not block for long. Nil means log it with
+	// slog.Default at level Error. Errors never contain key material.
 	OnError func(error)
 }
 
@@ -86,9 +94,13 @@ type Status struct {
 	Active uint32
 	// Versions are the versions held, ascending.
 	Versions []uint32
-	// LoadedAt is when the keys were last loaded without error.
+	// LoadedAt is when the keys were last loaded and swapped in, also
+	// if that load left some versions out.
 	LoadedAt time.Time
-	// LastError is the error of the last load, nil if it succeeded.
+	// LastError is the error of the last load, nil if it loaded every
+	// version. When the last load was applied but left versions out or
+	// kept them as they were, LastError is that warning and LastErrorAt
+	// equals LoadedAt; otherwise the load failed and changed nothing.
 	LastError error
 	// LastErrorAt is when LastError happened.
 	LastErrorAt time.Time
@@ -111,8 +123,13 @@ type Status struct {
 // only if the source has exactly one active key and that key unwraps.
 // A version whose wrapped key changed and no longer unwraps, or unwraps to
 // different material, keeps the key held before (a version names one key
-// forever) and is reported. Versions removed from the source (retired)
-// are dropped.
+// forever) and is reported. Versions retired from the source (a tombstone
+// row, see WrappedKey, or no row at all) are dropped: from that load on
+// Key returns ErrUnknownVersion for them and the Provider keeps no
+// reference to their keys. Key values handed out before stay with their
+// holders: an encryptedtype.Codec keeps the cipher it built for a version
+// until it finds that the provider no longer knows the version, and Go
+// does not wipe memory it frees.
 type Provider struct {
 	src   Source
 	kek   keyprovider.KEK
@@ -122,13 +139,16 @@ type Provider struct {
 	sem chan struct{} // one load at a time; acquired with a context
 	gen atomic.Uint64 // number of loads started
 
+	ended atomic.Uint64 // number of loads ended (both counters change with p.sem held)
+
 	throttleMu   sync.Mutex
 	lastOnDemand time.Time // start of the last on-demand load
 
 	statusMu    sync.Mutex
 	loadedAt    time.Time
-	lastErr     error
+	lastErr     error // failure or warning of the last load
 	lastErrAt   time.Time
+	lastFailure error         // failure of the last load, nil if it was applied
 	kick        chan struct{} // unknown version seen by Key
 	changed     chan struct{} // Changed called
 	stop        chan struct{}
@@ -192,6 +212,7 @@ func NewProvider(ctx context.Context, src Source, kek keyprovider.KEK, opts Opti
 	p.sem <- struct{}{} // nobody else has p yet
 	p.gen.Add(1)
 	warn, err := p.loadLocked(ctx)
+	p.ended.Add(1)
 	p.release()
 	if err != nil {
 		p.closeCancel()
@@ -275,16 +296,28 @@ func (p *Provider) Status() Status {
 // implements keyprovider.Reloader, and encryptedtype.Codec.Open calls it
 // when it meets a version the provider does not hold.
 //
-// Reloads are rate-limited: a call that comes less than
-// Options.MinReloadInterval after the previous on-demand reload started
-// fails at once with an error wrapping ErrReloadThrottled, without I/O.
-// Calls that wait while another load runs share that load if it started
-// after they were made. On failure the provider keeps the keys it had,
-// and the error is returned and reported through Options.OnError.
+// One load runs at a time. A call that waits while another load runs
+// shares that load if it started after the call was made; otherwise it
+// loads itself once the running load has ended. Reloads are rate-limited:
+// a call that would load less than Options.MinReloadInterval after the
+// previous on-demand load (a Reload's, or the one Key schedules for an
+// unknown version) started fails at once with an error wrapping
+// ErrReloadThrottled, without I/O, unless it waited for a load that was
+// running when it was called: it then returns that load's outcome, since
+// that load is the on-demand load of its turn (typically the one the
+// caller's own Key call scheduled).
+//
+// Reload returns an error only when the load failed, which changes
+// nothing: the provider keeps the keys it had. A load that was applied
+// but left some versions out or kept them as they were (see Provider) is
+// a success for Reload; that warning is reported through Options.OnError
+// and kept in Status().LastError. Failures are reported through
+// Options.OnError too.
 func (p *Provider) Reload(ctx context.Context) error {
 	if p == nil || p.sem == nil {
 		return errNotMade
 	}
+	e := p.ended.Load() // before gen: a load that ends in between was running
 	g := p.gen.Load()
 	if err := p.acquire(ctx); err != nil {
 		return err
@@ -292,15 +325,26 @@ func (p *Provider) Reload(ctx context.Context) error {
 	defer p.release()
 	if p.gen.Load() != g {
 		// A load started after this call was made, and has finished.
-		p.statusMu.Lock()
-		err := p.lastErr
-		p.statusMu.Unlock()
-		return err
+		return p.lastLoadFailure()
 	}
 	if wait := p.takeOnDemand(); wait > 0 {
+		if p.ended.Load() != e {
+			// A load was running when this call was made (no load has
+			// started since), and it has ended: share its outcome
+			// rather than refuse as if nothing had loaded.
+			return p.lastLoadFailure()
+		}
 		return fmt.Errorf("%w: next reload allowed in %v", ErrReloadThrottled, wait.Round(time.Millisecond))
 	}
 	return p.loadAndReport(ctx)
+}
+
+// lastLoadFailure returns the failure of the last load, nil if it was
+// applied.
+func (p *Provider) lastLoadFailure() error {
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
+	return p.lastFailure
 }
 
 // Changed tells the provider that the source has changed: it reloads in
@@ -369,67 +413,87 @@ func (p *Provider) run() {
 	}
 	var pending *time.Timer // a throttled kick, waiting for its turn
 	var pendingC <-chan time.Time
+	var pendingGen uint64 // p.gen when the throttled kick came
 	defer func() {
 		if pending != nil {
 			pending.Stop()
 		}
 	}()
+	schedule := func(wait time.Duration, g uint64) {
+		pending = time.NewTimer(wait)
+		pendingC, pendingGen = pending.C, g
+	}
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-tick:
-			p.backgroundLoad(false)
+			p.backgroundLoad()
 		case <-p.changed:
-			p.backgroundLoad(false)
+			p.backgroundLoad()
 		case <-p.kick:
 			if pendingC != nil {
 				continue // one is scheduled already
 			}
-			if wait := p.takeOnDemand(); wait > 0 {
-				pending = time.NewTimer(wait)
-				pendingC = pending.C
-				continue
+			g := p.gen.Load()
+			if wait := p.onDemandLoad(g); wait > 0 {
+				schedule(wait, g)
 			}
-			p.backgroundLoad(false)
 		case <-pendingC:
 			pendingC = nil
-			p.backgroundLoad(true)
+			if wait := p.onDemandLoad(pendingGen); wait > 0 {
+				schedule(wait, pendingGen)
+			}
 		}
 	}
 }
 
-// backgroundLoad loads with the provider's own context and timeout.
-// onDemand marks it as an on-demand load for the rate limit.
-func (p *Provider) backgroundLoad(onDemand bool) {
+// backgroundLoad loads with the provider's own context and timeout,
+// outside the rate limit.
+func (p *Provider) backgroundLoad() {
 	ctx, cancel := context.WithTimeout(p.closeCtx, p.opts.LoadTimeout)
 	defer cancel()
 	if err := p.acquire(ctx); err != nil {
 		return
 	}
 	defer p.release()
-	if onDemand {
-		if p.takeOnDemand() > 0 {
-			// Reload took the turn meanwhile; its load covers this one.
-			return
-		}
-	}
 	_ = p.loadAndReport(ctx)
 }
 
+// onDemandLoad is the background load that Key schedules for an unknown
+// version seen when p.gen was g. It does nothing if a load has started
+// since (that load covers it), and returns how long to wait if the rate
+// limit refuses it now. The allowance is taken only with p.sem held, so
+// that a Reload never finds it used up by a load that has not started.
+func (p *Provider) onDemandLoad(g uint64) (wait time.Duration) {
+	ctx, cancel := context.WithTimeout(p.closeCtx, p.opts.LoadTimeout)
+	defer cancel()
+	if err := p.acquire(ctx); err != nil {
+		return 0
+	}
+	defer p.release()
+	if p.gen.Load() != g {
+		return 0
+	}
+	if wait := p.takeOnDemand(); wait > 0 {
+		return wait
+	}
+	_ = p.loadAndReport(ctx)
+	return 0
+}
+
 // loadAndReport loads (p.sem held), records the outcome and reports
-// failures. It returns the error, if any.
+// failures and warnings through Options.OnError. It returns the failure,
+// nil if the load was applied (even with a warning).
 func (p *Provider) loadAndReport(ctx context.Context) error {
 	p.gen.Add(1)
+	defer p.ended.Add(1)
 	warn, err := p.loadLocked(ctx)
-	if err == nil {
-		err = warn
-	}
 	if err != nil && p.closeCtx.Err() != nil && errors.Is(err, context.Canceled) {
 		return err // closing: not worth reporting
 	}
-	if err != nil {
-		p.opts.OnError(err)
+	if e := cmpOr(err, warn); e != nil {
+		p.opts.OnError(e)
 	}
 	return err
 }
@@ -445,6 +509,7 @@ func (p *Provider) loadLocked(ctx context.Context) (warn, err error) {
 		if err == nil {
 			p.loadedAt = now
 		}
+		p.lastFailure = err
 		if e := cmpOr(err, warn); e != nil {
 			p.lastErr, p.lastErrAt = e, now
 		} else {
@@ -486,6 +551,9 @@ func (p *Provider) build(ctx context.Context, old *snapshot, rows []WrappedKey) 
 			return nil, nil, fmt.Errorf("%w: the source holds version %d twice", ErrCorrupt, r.Version)
 		}
 		seen[r.Version] = true
+		if r.Active && len(r.Wrapped) == 0 {
+			return nil, nil, fmt.Errorf("%w: version %d is active but retired (its key is empty)", ErrCorrupt, r.Version)
+		}
 		if r.Active {
 			if active != nil {
 				return nil, nil, fmt.Errorf("%w: versions %d and %d are both active", ErrCorrupt, active.Version, r.Version)
@@ -503,6 +571,9 @@ func (p *Provider) build(ctx context.Context, old *snapshot, rows []WrappedKey) 
 	next := &snapshot{keys: make(map[uint32]entry, len(rows))}
 	var warns []error
 	for _, r := range rows {
+		if len(r.Wrapped) == 0 {
+			continue // retired (a tombstone): no key, dropped if held
+		}
 		var prev entry
 		var held bool
 		if old != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -430,17 +431,21 @@ func TestLoadRules(t *testing.T) {
 		other, _ := keyprovider.GenerateKey(1)
 		w, _ := f.kek.WrapKey(ctx, other)
 		src.set(keytable.WrappedKey{Version: 1, Wrapped: w}, f.row(2, true))
-		err := reload()
-		if !errors.Is(err, keytable.ErrKeyChanged) {
-			t.Fatalf("Reload = %v, want ErrKeyChanged", err)
+		// A warning, not a failure: the load was applied.
+		if err := reload(); err != nil {
+			t.Fatalf("Reload = %v, want nil (the warning goes to OnError)", err)
 		}
-		if got := sink.next(t); !errors.Is(got, keytable.ErrKeyChanged) {
+		got := sink.next(t)
+		if !errors.Is(got, keytable.ErrKeyChanged) {
 			t.Fatalf("reported %v, want ErrKeyChanged", got)
+		}
+		if st := p.Status(); !errors.Is(st.LastError, keytable.ErrKeyChanged) || !st.LastErrorAt.Equal(st.LoadedAt) {
+			t.Fatalf("Status = %+v, want the warning at LoadedAt", st)
 		}
 		if k, _ := p.Key(1); k != k1 {
 			t.Fatal("Key(1) switched to the new material")
 		}
-		f.assertNoSecrets("error", err.Error())
+		f.assertNoSecrets("error", got.Error())
 		src.set(f.row(1, false), f.row(2, true))
 		if err := reload(); err != nil {
 			t.Fatal(err)
@@ -450,26 +455,85 @@ func TestLoadRules(t *testing.T) {
 	t.Run("held version that no longer unwraps is kept", func(t *testing.T) {
 		w, _ := mustLocal(t, 0x99).WrapKey(ctx, f.key(1)) // a KEK this instance lacks
 		src.set(keytable.WrappedKey{Version: 1, Wrapped: w}, f.row(2, true))
-		err := reload()
-		if !errors.Is(err, keyprovider.ErrUnwrap) || !strings.Contains(err.Error(), "keeping the key held before") {
-			t.Fatalf("Reload = %v", err)
+		if err := reload(); err != nil {
+			t.Fatalf("Reload = %v, want nil", err)
+		}
+		if err := sink.next(t); !errors.Is(err, keyprovider.ErrUnwrap) || !strings.Contains(err.Error(), "keeping the key held before") {
+			t.Fatalf("reported %v", err)
 		}
 		if k, _ := p.Key(1); k != k1 {
 			t.Fatal("Key(1) lost")
 		}
-		_ = sink.next(t)
 	})
 
 	t.Run("new version that does not unwrap is left out", func(t *testing.T) {
 		src.set(f.row(1, false), f.row(2, true), keytable.WrappedKey{Version: 4, Wrapped: []byte("junk")}, f.row(5, false))
-		err := reload()
-		if !errors.Is(err, keyprovider.ErrUnwrap) || !strings.Contains(err.Error(), "version 4 left out") {
-			t.Fatalf("Reload = %v", err)
+		if err := reload(); err != nil {
+			t.Fatalf("Reload = %v, want nil", err)
+		}
+		if err := sink.next(t); !errors.Is(err, keyprovider.ErrUnwrap) || !strings.Contains(err.Error(), "version 4 left out") {
+			t.Fatalf("reported %v", err)
+		}
+		if err := p.Status().LastError; !strings.Contains(fmt.Sprint(err), "version 4 left out") {
+			t.Fatalf("Status().LastError = %v", err)
 		}
 		if got := p.Versions(); !slices.Equal(got, []uint32{1, 2, 5}) {
 			t.Fatalf("Versions = %v, want [1 2 5]", got)
 		}
-		_ = sink.next(t)
+	})
+
+	t.Run("retired version (tombstone) is dropped without a warning", func(t *testing.T) {
+		src.set(f.row(1, false), f.row(2, true), f.row(5, false))
+		if err := reload(); err != nil {
+			t.Fatal(err)
+		}
+		reported := len(sink.all())
+		r1, r2 := f.row(1, false), f.row(2, true)
+		src.set(r1, r2, f.row(5, false))
+		if err := reload(); err != nil {
+			t.Fatal(err)
+		}
+		for _, tomb := range [][]byte{nil, {}} {
+			src.set(r1, r2, keytable.WrappedKey{Version: 5, Wrapped: tomb})
+			before := kek.unwraps.Load()
+			if err := reload(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Key(5); !errors.Is(err, keyprovider.ErrUnknownVersion) {
+				t.Fatalf("Key(5) after its tombstone = %v", err)
+			}
+			if got := p.Versions(); !slices.Equal(got, []uint32{1, 2}) {
+				t.Fatalf("Versions = %v, want [1 2]", got)
+			}
+			if n := kek.unwraps.Load() - before; n != 0 {
+				t.Fatalf("%d unwraps for a tombstone", n)
+			}
+		}
+		if errs := sink.all(); len(errs) != reported {
+			t.Fatalf("a tombstone was reported: %v", errs[reported:])
+		}
+		if err := p.Status().LastError; err != nil {
+			t.Fatalf("Status().LastError = %v", err)
+		}
+		// A tombstone twice, or marked active, is a corrupt source.
+		src.set(f.row(2, true), keytable.WrappedKey{Version: 5}, keytable.WrappedKey{Version: 5})
+		if err := reload(); !errors.Is(err, keytable.ErrCorrupt) {
+			t.Fatalf("Reload with version 5 twice = %v, want ErrCorrupt", err)
+		}
+		src.set(f.row(1, false), keytable.WrappedKey{Version: 2, Active: true})
+		if err := reload(); !errors.Is(err, keytable.ErrCorrupt) {
+			t.Fatalf("Reload with an active tombstone = %v, want ErrCorrupt", err)
+		}
+		if activeVersion(t, p) != 2 {
+			t.Fatal("a failed load changed the active key")
+		}
+		if _, err := p.Key(2); err != nil {
+			t.Fatalf("Key(2) after a failed load: %v", err)
+		}
+		src.set(f.row(1, false), f.row(2, true), f.row(5, false))
+		if err := reload(); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("retired version is dropped", func(t *testing.T) {
@@ -671,6 +735,176 @@ func TestReloadWaitsForRunningLoad(t *testing.T) {
 		t.Fatalf("Reload with a blocked load = %v, want DeadlineExceeded", err)
 	}
 	close(gate)
+}
+
+// TestReloadAfterUnknownVersionRace: Key misses a version another instance
+// just added (which schedules a background load), then Reload is called,
+// as encryptedtype.Codec.Open does. Whatever the order in which the
+// background load and Reload get to load, Reload must not be refused as
+// throttled unless a load that started after the miss had already ended
+// when Reload was called; and when it returns nil, the version is held.
+// Many fresh providers run at once to hit every interleaving.
+func TestReloadAfterUnknownVersionRace(t *testing.T) {
+	f := newFixture(t)
+	f.key(1)
+	f.key(2)
+	rows1 := []keytable.WrappedKey{f.row(1, true)}
+	rows2 := []keytable.WrappedKey{f.row(1, false), f.row(2, true)}
+	const workers, each = 8, 625
+	var failures, throttledAfterLoad atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for i := range each {
+				src := &memSource{}
+				src.set(rows1...)
+				p, err := keytable.NewProvider(ctx, src, f.kek, keytable.Options{RefreshInterval: -1, OnError: func(error) {}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				src.set(rows2...) // another instance adds and activates version 2
+				if _, err := p.Key(2); !errors.Is(err, keyprovider.ErrUnknownVersion) {
+					t.Errorf("Key(2) before any reload = %v", err)
+				}
+				// A varying pause, as Codec.Open's own work makes, so that
+				// Reload comes at every point of the scheduled load's
+				// start.
+				for range i % 16 {
+					runtime.Gosched()
+				}
+				loadsBefore := src.loads.Load()
+				err = p.Reload(ctx)
+				_, kerr := p.Key(2)
+				switch {
+				case err == nil && kerr != nil:
+					failures.Add(1)
+					t.Errorf("Reload = nil but Key(2) = %v", kerr)
+				case errors.Is(err, keytable.ErrReloadThrottled) && loadsBefore > 1:
+					// The scheduled load had started (and has ended, or
+					// Reload would have shared it) before Reload was
+					// called: being throttled is right.
+					throttledAfterLoad.Add(1)
+				case err != nil:
+					if failures.Add(1) <= 3 {
+						t.Errorf("Reload = %v, though no load had started when it was called", err)
+					}
+				}
+				_ = p.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d of %d providers: Reload refused after the scheduled load had ended; %d failures", throttledAfterLoad.Load(), workers*each, failures.Load())
+}
+
+// TestReloadSharesRunningOnDemandLoad: the background load that Key
+// schedules is running when Reload is called; Reload waits for it and
+// returns its outcome, rather than being refused by the rate limit that
+// load used.
+func TestReloadSharesRunningOnDemandLoad(t *testing.T) {
+	f := newFixture(t)
+	src := &memSource{}
+	src.set(f.row(1, true))
+	p := newProvider(t, src, f.kek, keytable.Options{RefreshInterval: -1, MinReloadInterval: time.Hour, OnError: func(error) {}})
+	gate := make(chan struct{})
+	src.mu.Lock()
+	src.gate = gate
+	src.mu.Unlock()
+	src.set(f.row(1, false), f.row(2, true))
+	base := src.loads.Load()
+	if _, err := p.Key(2); !errors.Is(err, keyprovider.ErrUnknownVersion) {
+		t.Fatalf("Key(2) = %v", err)
+	}
+	eventually(t, "scheduled load started", func() bool { return src.loads.Load() > base })
+	errc := make(chan error, 1)
+	go func() { errc <- p.Reload(context.Background()) }()
+	time.Sleep(10 * time.Millisecond)
+	src.mu.Lock()
+	src.gate = nil
+	src.mu.Unlock()
+	close(gate)
+	if err := <-errc; err != nil {
+		t.Fatalf("Reload = %v, want the outcome of the load it waited for", err)
+	}
+	if _, err := p.Key(2); err != nil {
+		t.Fatalf("Key(2) = %v", err)
+	}
+	if n := src.loads.Load() - base; n != 1 {
+		t.Fatalf("%d loads, want 1", n)
+	}
+	// The rate limit still holds: the next Reload is refused.
+	if err := p.Reload(context.Background()); !errors.Is(err, keytable.ErrReloadThrottled) {
+		t.Fatalf("second Reload = %v, want ErrReloadThrottled", err)
+	}
+	// A shared load that failed is Reload's failure.
+	boom := errors.New("source down")
+	gate = make(chan struct{})
+	src.mu.Lock()
+	src.gate = gate
+	src.mu.Unlock()
+	src.fail(boom)
+	p.Changed()
+	eventually(t, "background load started", func() bool { return src.loads.Load() > base+1 })
+	go func() { errc <- p.Reload(context.Background()) }()
+	time.Sleep(10 * time.Millisecond)
+	src.mu.Lock()
+	src.gate = nil
+	src.mu.Unlock()
+	close(gate)
+	if err := <-errc; !errors.Is(err, boom) {
+		t.Fatalf("Reload sharing a failed load = %v, want its error", err)
+	}
+}
+
+// TestReloadWarningIsNotAFailure: a version left out of a load (here one
+// wrapped under a KEK this instance lacks) does not make Reload fail; the
+// warning goes to OnError and Status, and the new version is served.
+func TestReloadWarningIsNotAFailure(t *testing.T) {
+	f := newFixture(t)
+	src := &memSource{}
+	foreign, err := mustLocal(t, 0x77).WrapKey(context.Background(), f.key(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := keytable.WrappedKey{Version: 9, Wrapped: foreign}
+	src.set(f.row(1, true), bad)
+	sink := newErrSink()
+	p := newProvider(t, src, f.kek, keytable.Options{RefreshInterval: -1, MinReloadInterval: time.Nanosecond, OnError: sink.report})
+	if err := sink.next(t); !strings.Contains(err.Error(), "version 9 left out") {
+		t.Fatalf("NewProvider reported %v", err)
+	}
+	src.set(f.row(1, false), f.row(2, true), bad)
+	time.Sleep(time.Millisecond)
+	if err := p.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload = %v, want nil: version 2 loaded, only version 9 was left out", err)
+	}
+	if activeVersion(t, p) != 2 {
+		t.Fatal("version 2 not active")
+	}
+	got := sink.next(t)
+	if !errors.Is(got, keyprovider.ErrUnwrap) || !strings.Contains(got.Error(), "version 9 left out") {
+		t.Fatalf("reported %v", got)
+	}
+	f.assertNoSecrets("warning", got.Error())
+	st := p.Status()
+	if st.LastError == nil || !strings.Contains(st.LastError.Error(), "version 9 left out") || !st.LastErrorAt.Equal(st.LoadedAt) {
+		t.Fatalf("Status = %+v", st)
+	}
+	// With the codec, as Codec.Open uses Reload.
+	other := mustStatic(t, f.key(3))
+	src.set(f.row(1, false), f.row(2, false), f.row(3, true), bad)
+	time.Sleep(time.Millisecond)
+	v, err := encryptedtype.NewCodec(other).Seal(context.Background(), []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := encryptedtype.NewCodec(p).Open(context.Background(), v); err != nil || string(pt) != "hello" {
+		t.Fatalf("Open of a value under a newly added version = %q, %v", pt, err)
+	}
 }
 
 func TestCloseStopsRefresh(t *testing.T) {

@@ -41,7 +41,13 @@ type Config struct {
 // Table is the PostgreSQL key table: every key version, wrapped by a KEK,
 // with at most one active. It is the Source of a Provider, and has the
 // operator's operations: Create, Add, AddNew, Activate, Retire, Rewrap and
-// Import. Every change runs in one transaction that takes a SHARE ROW
+// Import.
+//
+// A version names one key forever: Retire does not delete a version's row
+// but keeps it as a tombstone (its key column emptied, never active), so
+// that AddNew never hands out a retired number again and Add and Import
+// refuse one with ErrRetired. Do not delete rows by hand for the same
+// reason. Every change runs in one transaction that takes a SHARE ROW
 // EXCLUSIVE lock on the table (changes wait for each other; reads do not
 // wait) and sends a notification on the table's channel before it
 // commits, so listeners see it as soon as it is committed.
@@ -171,8 +177,10 @@ func (t *Table) Create(ctx context.Context) error {
 	})
 }
 
-// LoadKeys returns every key in the table, wrapped, in ascending version
-// order. It implements Source.
+// LoadKeys returns every version in the table, its key wrapped, in
+// ascending version order. A retired version (a tombstone) is included
+// with an empty Wrapped; a Provider holds no key for it. It implements
+// Source.
 func (t *Table) LoadKeys(ctx context.Context) ([]WrappedKey, error) {
 	return t.load(ctx, t.db)
 }
@@ -214,7 +222,9 @@ func (t *Table) NewProvider(ctx context.Context, opts Options) (*Provider, error
 }
 
 // Add stores k, wrapped by the table's KEK, as a new inactive version. It
-// fails with ErrVersionExists if the table holds k's version already. The
+// fails with ErrVersionExists if the table holds k's version already, and
+// with an error matching both ErrVersionExists and ErrRetired if that
+// version was retired: a retired version is never given a key again. The
 // wrapping is checked by unwrapping it before anything is stored.
 func (t *Table) Add(ctx context.Context, k keyprovider.Key) error {
 	if !k.Valid() {
@@ -234,6 +244,13 @@ func (t *Table) Add(ctx context.Context, k keyprovider.Key) error {
 			return fmt.Errorf("keytable: adding version %d to %s: %w", k.Version(), t.name, err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			var retired bool
+			if err := tx.QueryRowContext(ctx, "SELECT octet_length(key) = 0 FROM "+t.ident+" WHERE version = $1", int64(k.Version())).Scan(&retired); err != nil {
+				return fmt.Errorf("%w: version %d in %s", ErrVersionExists, k.Version(), t.name)
+			}
+			if retired {
+				return fmt.Errorf("%w: %w: version %d was retired from %s and is never reused", ErrVersionExists, ErrRetired, k.Version(), t.name)
+			}
 			return fmt.Errorf("%w: version %d in %s", ErrVersionExists, k.Version(), t.name)
 		}
 		return t.notify(ctx, tx, "add", k.Version())
@@ -241,9 +258,15 @@ func (t *Table) Add(ctx context.Context, k keyprovider.Key) error {
 }
 
 // AddNew generates a random key (keyprovider.GenerateKey) and stores it,
-// wrapped, as a new inactive version one above the highest in the table
-// (1 in an empty table). It returns the new version; the key itself never
-// leaves the table unwrapped.
+// wrapped, as a new inactive version one above the highest in the table,
+// retired versions (tombstones) included, so that a retired number is
+// never reused (1 in an empty table). It returns the new version; the key
+// itself never leaves the table unwrapped.
+//
+// Rows deleted from the table (by hand, or by Retire before it kept
+// tombstones) leave no trace: if the highest versions were deleted that
+// way, Add their keys back, or Add a key above them, before calling
+// AddNew.
 func (t *Table) AddNew(ctx context.Context) (uint32, error) {
 	var version uint32
 	err := t.inTx(ctx, true, func(tx *sql.Tx) error {
@@ -279,7 +302,8 @@ func (t *Table) AddNew(ctx context.Context) (uint32, error) {
 // table's KEK (it is checked first, so that a bad row never becomes the
 // key every instance needs). Activating the active version changes
 // nothing. A version the table does not hold is an error wrapping
-// keyprovider.ErrUnknownVersion.
+// keyprovider.ErrUnknownVersion; a retired one, an error wrapping both
+// keyprovider.ErrUnknownVersion and ErrRetired.
 //
 // Other instances see the new active version when they next load: within
 // a second with a pgnotify listener, otherwise at their next refresh.
@@ -298,6 +322,9 @@ func (t *Table) Activate(ctx context.Context, version uint32) error {
 		}
 		if err != nil {
 			return fmt.Errorf("keytable: reading version %d from %s: %w", version, t.name, err)
+		}
+		if len(wrapped) == 0 {
+			return t.retiredError(version)
 		}
 		if active {
 			return nil
@@ -333,16 +360,28 @@ type RetireOptions struct {
 
 	// Force retires the version without asking InUse. Values still under
 	// it become unreadable (ErrUnknownVersion) for good, unless the key
-	// is kept elsewhere.
+	// is kept elsewhere (it cannot be put back into this table: the
+	// version stays retired).
 	Force bool
 }
 
-// Retire deletes version from the table, so that no instance holds its
-// key after its next load. It refuses with ErrActiveKey for the active
-// version, even with Force; with ErrNoUsageCheck when opts has neither
-// InUse nor Force; and with ErrKeyInUse when InUse says values may still
-// be under it. A version the table does not hold is an error wrapping
-// keyprovider.ErrUnknownVersion.
+// Retire removes version's key from the table for good. The row stays as
+// a tombstone: its key column is emptied (an empty BYTEA) and it is never
+// active, so the version number is never given to another key (AddNew
+// skips it, Add and Import refuse it with ErrRetired). At its next load
+// every Provider drops the key: Key then returns ErrUnknownVersion for it
+// and the Provider keeps no reference to the key. Key values that callers
+// obtained before are theirs to drop: an encryptedtype.Codec, for
+// example, keeps the cipher it built for the version until it finds that
+// the provider no longer knows the version, and Go does not wipe memory
+// it frees.
+//
+// Retire refuses with ErrActiveKey for the active version, even with
+// Force; with ErrNoUsageCheck when opts has neither InUse nor Force; and
+// with ErrKeyInUse when InUse says values may still be under it. A
+// version the table does not hold is an error wrapping
+// keyprovider.ErrUnknownVersion; one already retired, an error wrapping
+// both keyprovider.ErrUnknownVersion and ErrRetired.
 //
 // Retire a version only after the rotation job has re-saved its values
 // and every instance has seen a newer active version (an instance that
@@ -355,13 +394,16 @@ func (t *Table) Retire(ctx context.Context, version uint32, opts RetireOptions) 
 		return fmt.Errorf("%w: version %d", ErrNoUsageCheck, version)
 	}
 	return t.inTx(ctx, true, func(tx *sql.Tx) error {
-		var active bool
-		err := tx.QueryRowContext(ctx, "SELECT active FROM "+t.ident+" WHERE version = $1", int64(version)).Scan(&active)
+		var active, retired bool
+		err := tx.QueryRowContext(ctx, "SELECT active, octet_length(key) = 0 FROM "+t.ident+" WHERE version = $1", int64(version)).Scan(&active, &retired)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %d is not in %s", keyprovider.ErrUnknownVersion, version, t.name)
 		}
 		if err != nil {
 			return fmt.Errorf("keytable: reading version %d from %s: %w", version, t.name, err)
+		}
+		if retired {
+			return t.retiredError(version)
 		}
 		if active {
 			return fmt.Errorf("%w: version %d is active in %s", ErrActiveKey, version, t.name)
@@ -375,7 +417,9 @@ func (t *Table) Retire(ctx context.Context, version uint32, opts RetireOptions) 
 				return fmt.Errorf("%w: values may still be under version %d", ErrKeyInUse, version)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM "+t.ident+" WHERE version = $1", int64(version)); err != nil {
+		// A tombstone, not a DELETE: MAX(version) never goes back, so the
+		// number is never reused.
+		if _, err := tx.ExecContext(ctx, "UPDATE "+t.ident+" SET key = ''::bytea, active = false WHERE version = $1", int64(version)); err != nil {
 			return fmt.Errorf("keytable: retiring version %d from %s: %w", version, t.name, err)
 		}
 		return t.notify(ctx, tx, "retire", version)
@@ -385,7 +429,8 @@ func (t *Table) Retire(ctx context.Context, version uint32, opts RetireOptions) 
 // Rewrap rotates the KEK: in one transaction it unwraps every stored key
 // with the table's KEK, wraps it under to, checks that to unwraps it to the
 // same key, and stores it. Encrypted data is not touched: the data keys do
-// not change, only their wrapping. If any key fails, nothing is changed.
+// not change, only their wrapping. Retired versions (tombstones) have no
+// key and are left as they are. If any key fails, nothing is changed.
 // It returns the number of keys re-wrapped.
 //
 // Afterwards, use a Table made with to. Running instances that cannot
@@ -403,6 +448,9 @@ func (t *Table) Rewrap(ctx context.Context, to keyprovider.KEK) (int, error) {
 			return err
 		}
 		for _, r := range rows {
+			if len(r.Wrapped) == 0 {
+				continue // retired: nothing to re-wrap
+			}
 			k, err := t.kek.UnwrapKey(ctx, r.Version, r.Wrapped)
 			if err != nil {
 				return fmt.Errorf("keytable: rewrap: version %d: %w", r.Version, err)
@@ -441,7 +489,9 @@ type Keyring interface {
 // Import is idempotent: a version the table already holds with the same
 // key material is left alone. It fails with ErrImportConflict, changing
 // nothing, if the table holds one of the versions with other material or
-// has another active version. It returns the number of keys added.
+// has another active version, and with an error matching both
+// ErrImportConflict and ErrRetired if one of the versions was retired
+// from the table. It returns the number of keys added.
 func (t *Table) Import(ctx context.Context, src Keyring) (int, error) {
 	if src == nil {
 		return 0, errors.New("keytable: Import: nil Keyring")
@@ -480,6 +530,9 @@ func (t *Table) Import(ctx context.Context, src Keyring) (int, error) {
 		}
 		for _, k := range keys {
 			if r, ok := stored[k.Version()]; ok {
+				if len(r.Wrapped) == 0 {
+					return fmt.Errorf("%w: %w: version %d was retired from %s and is never reused", ErrImportConflict, ErrRetired, r.Version, t.name)
+				}
 				have, err := t.kek.UnwrapKey(ctx, r.Version, r.Wrapped)
 				if err != nil {
 					return fmt.Errorf("keytable: import: stored version %d: %w", r.Version, err)
@@ -509,6 +562,11 @@ func (t *Table) Import(ctx context.Context, src Keyring) (int, error) {
 		return 0, err
 	}
 	return added, nil
+}
+
+// retiredError is the error for an operation on a retired version.
+func (t *Table) retiredError(version uint32) error {
+	return fmt.Errorf("%w: %w: version %d was retired from %s", ErrRetired, keyprovider.ErrUnknownVersion, version, t.name)
 }
 
 // wrap wraps k with the table's KEK and checks the result.
