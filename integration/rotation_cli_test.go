@@ -97,6 +97,49 @@ func (c *rotCLI) run(t testing.TB, extraEnv []string, args ...string) rotCLIResu
 	return res
 }
 
+// runInterrupted runs the command and sends it SIGINT when it prints its
+// first line on stdout.
+func (c *rotCLI) runInterrupted(t testing.TB, extraEnv []string, args ...string) rotCLIResult {
+	t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(append([]string(nil), c.env...), extraEnv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stdout strings.Builder
+	sc := bufio.NewScanner(out)
+	signalled := false
+	for sc.Scan() {
+		stdout.WriteString(sc.Text() + "\n")
+		if !signalled {
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			signalled = true
+		}
+	}
+	err = cmd.Wait()
+	res := rotCLIResult{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("running colcrypt %q: %v", args, err)
+	}
+	if !signalled {
+		t.Errorf("colcrypt %q printed nothing to interrupt it at", args)
+	}
+	return res
+}
+
 // TestRotationCLI is the operator's session: status, rotate, status, on a
 // table with a damaged row; then verify, the error cases and their exit
 // codes, and encrypt-existing.
@@ -124,7 +167,17 @@ func TestRotationCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := cli.run(t, nil, append([]string{"status"}, table...)...)
+	// verify stopped by SIGINT exits 130: with a keyring that lacks
+	// version 1, every row fails and is printed as found; the signal goes
+	// at the first one.
+	r := cli.runInterrupted(t, []string{"COLCRYPT_KEYS=" + keyprovider.EncodeKeys(f.keys.key(2))},
+		append([]string{"verify", "--batch-size", "1", "--skip-indexes"}, table...)...)
+	if r.code != 130 || !strings.Contains(r.stderr, "interrupted") {
+		t.Errorf("verify, SIGINT: %s", r)
+	}
+	noSecrets("verify, SIGINT", r)
+
+	r = cli.run(t, nil, append([]string{"status"}, table...)...)
 	noSecrets("status", r)
 	for _, want := range []string{fmt.Sprintf("%d rows", n), "Data key: version 2 active; keyring holds 1, 2", "v1", "v2 (active)", "TO ROTATE",
 		fmt.Sprintf("%d rows still to rotate", n), "email_bidx"} {
@@ -195,12 +248,31 @@ func TestRotationCLI(t *testing.T) {
 		{nil, []string{"rotate", "--table", f.name, "--column", "email", "--blind-index", "email_bidx=email"}, 1, "blind index values do not match"},
 		{nil, []string{"rotate", "--database-url", "postgres://127.0.0.1:1/x?connect_timeout=2", "--table", f.name, "--column", "email"}, 1, "connecting to the database"},
 		{nil, []string{"rotate", "--table", f.name}, 2, "--column"},
+		// A PostgreSQL URL with --driver sqlite: refused, without the URL.
+		{[]string{"DATABASE_URL=postgres://app:S3cretPW@127.0.0.1:1/prod"}, append([]string{"status", "--driver", "sqlite"}, table...), 2, "--driver sqlite with a postgres:// URL"},
+		{nil, append([]string{"verify", "--driver", "sqlite", "--database-url", "mysql://app:S3cretPW@tcp(127.0.0.1:1)/prod"}, table...), 2, "--driver sqlite with a mysql:// URL"},
+		{nil, append([]string{"rotate", "--driver", "sqlite", "--database-url", "app:S3cretPW@tcp(127.0.0.1:1)/prod"}, table...), 2, "looks like a MySQL DSN"},
+		{nil, append([]string{"status", "--database-url", "app:S3cretPW@tcp(127.0.0.1:1)/prod"}, table...), 2, "looks like a MySQL DSN"},
+		{nil, append([]string{"status", "--driver", "sqlite", "--database-url", "/nonexistent/S3cretPW.db"}, table...), 1, "no SQLite database file"},
+		// -h prints the usage and exits 0, for every command.
+		{nil, []string{"keygen", "-h"}, 0, ""},
+		{nil, []string{"status", "-h"}, 0, ""},
+		{nil, append([]string{"rotate", "-h"}, table...), 0, ""},
+		{nil, []string{"encrypt-existing", "--help"}, 0, ""},
+		{nil, []string{"verify", "-h"}, 0, ""},
 	} {
 		r := cli.run(t, tc.env, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
 			t.Errorf("colcrypt %q with %q: want exit %d and %q; got %s", tc.args, tc.env, tc.code, tc.msg, r)
 		}
 		noSecrets(strings.Join(tc.args, " "), r)
+		if strings.Contains(r.stdout+r.stderr, "S3cretPW") {
+			t.Errorf("colcrypt %q with %q: the password is in the output:\n%s", tc.args, tc.env, r)
+		}
+		if tc.code == 0 && slices.ContainsFunc(tc.args, func(a string) bool { return a == "-h" || a == "--help" }) &&
+			(!strings.Contains(r.stdout, "Usage:") || r.stderr != "") {
+			t.Errorf("colcrypt %q: want the usage on stdout; got %s", tc.args, r)
+		}
 	}
 
 	// keygen through the binary.
@@ -216,6 +288,12 @@ func TestRotationCLI(t *testing.T) {
 	if r := cli.run(t, nil, append([]string{"rotate"}, table...)...); r.code != 3 || !strings.Contains(r.stdout, "3 rows could not be decrypted") ||
 		!strings.Contains(r.stdout, "value is not encrypted") {
 		t.Errorf("rotate over plaintext: %s", r)
+	}
+	// Every encrypted value is under the active key; what is left is
+	// plaintext, and status --check says so.
+	if r := cli.run(t, nil, append([]string{"status", "--check"}, table...)...); r.code != 3 || !strings.Contains(r.stderr, "3 values are plaintext") ||
+		strings.Contains(r.stderr, "0 rows are still to rotate") || strings.Contains(r.stdout+r.stderr, "plain +44") {
+		t.Errorf("status --check over plaintext: %s", r)
 	}
 	r = cli.run(t, nil, append([]string{"encrypt-existing", "--progress", "none"}, table...)...)
 	if r.code != 0 || !strings.Contains(r.stdout, "3 plaintext values encrypted") || r.stderr != "" {

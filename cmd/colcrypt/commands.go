@@ -106,9 +106,33 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return codedError{exitFailures, fmt.Errorf("%d values do not decrypt; `colcrypt verify` lists them", c.FailureCount)}
 	}
 	if *check && !c.Done() {
-		return codedError{exitFailures, fmt.Errorf("%d rows are still to rotate", c.Pending)}
+		return codedError{exitFailures, errors.New(notDone(c))}
 	}
 	return nil
+}
+
+// notDone says what keeps a census from being done: rows to rotate,
+// plaintext values and malformed values.
+func notDone(c *rotation.Census) string {
+	var plaintext, malformed int64
+	for _, col := range c.Columns {
+		plaintext += col.Plaintext
+		malformed += col.Malformed
+	}
+	var parts []string
+	if c.Pending > 0 {
+		parts = append(parts, fmt.Sprintf("%d rows are still to rotate (`colcrypt rotate`)", c.Pending))
+	}
+	if plaintext > 0 {
+		parts = append(parts, fmt.Sprintf("%d values are plaintext (`colcrypt encrypt-existing` encrypts them)", plaintext))
+	}
+	if malformed > 0 {
+		parts = append(parts, fmt.Sprintf("%d values are malformed (`colcrypt verify` lists them)", malformed))
+	}
+	if len(parts) == 0 {
+		return "not every value is under the active key versions"
+	}
+	return "not done: " + strings.Join(parts, "; ")
 }
 
 // printCensus writes a census as tables.
@@ -233,7 +257,7 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 	pause := fs.Duration("pause", 0, "pause after each batch")
 	dry := fs.Bool("dry-run", false, "write nothing")
 	single := fs.Bool("single-pass", false, "one pass only")
-	maxFailures := fs.Int("max-failures", rotation.DefaultMaxFailures, "stop after this many rows fail (-1: no limit)")
+	maxFailures := fs.Int("max-failures", rotation.DefaultMaxFailures, "stops after N failed rows (-1: no limit)")
 	mode := fs.String("progress", "auto", "bar, lines or none")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -318,13 +342,16 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 				return codedError{exitFailures, verr}
 			}
 			if verr != nil {
+				if ctx.Err() != nil {
+					return codedError{exitInterrupted, errors.New("interrupted while verifying the rewritten rows; every row is intact: run `colcrypt verify` with the same table flags")}
+				}
 				return verr
 			}
 		}
 		fmt.Fprintf(stdout, "every value of %s is now under key version %d\n", st.job.Table(), activeVersion(st.keys))
 		return nil
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return codedError{exitInterrupted, fmt.Errorf("interrupted; every row is intact, either untouched or rewritten: run the same command again to finish")}
+		return codedError{exitInterrupted, errInterruptedRotation}
 	case errors.Is(err, rotation.ErrFailures):
 		fmt.Fprintf(stdout, "%d rows could not be decrypted and were left untouched:\n", len(res.Failures))
 		for _, f := range res.Failures {
@@ -333,9 +360,15 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		return codedError{exitFailures, err}
 	case errors.Is(err, rotation.ErrTooManyFailures):
 		return codedError{exitFailures, err}
+	case ctx.Err() != nil: // a driver's own error for a cancelled query
+		return codedError{exitInterrupted, errInterruptedRotation}
 	}
 	return err
 }
+
+// errInterruptedRotation is the error of an interrupted rotate or
+// encrypt-existing.
+var errInterruptedRotation = errors.New("interrupted; every row is intact, either untouched or rewritten: run the same command again to finish")
 
 func activeVersion(s *keyprovider.Static) uint32 {
 	k, _ := s.Active()

@@ -44,7 +44,7 @@ Usage:
   colcrypt rotate           TABLE-FLAGS [--batch-size N] [--workers N] [--pause D] [--dry-run] [--single-pass]
   colcrypt encrypt-existing TABLE-FLAGS [same flags as rotate]
   colcrypt verify           TABLE-FLAGS [--batch-size N] [--skip-indexes]
-  colcrypt help [COMMAND]
+  colcrypt help [COMMAND]      (or COMMAND -h)
 
 Commands:
   keygen            print a new random 256-bit key as VERSION:BASE64; with --add,
@@ -88,7 +88,7 @@ Rotate flags:
   --pause D            pause after each batch, such as 50ms (default 0)
   --dry-run            read and re-encrypt in memory, write nothing
   --single-pass        one pass; do not wait for rows the application has locked
-  --max-failures N     stop after N rows fail to decrypt (default 1000; -1: no limit)
+  --max-failures N     stops after N failed rows (default 1000; -1: no limit)
   --progress MODE      bar, lines or none (default: bar on a terminal, else lines)
 
 Keys (from the environment):
@@ -98,7 +98,8 @@ Keys (from the environment):
   COLCRYPT_ACTIVE_INDEX_KEY   the active index key version
 
 Exit status: 0 done; 1 error; 2 bad usage; 3 rows failed to decrypt (rotate,
-verify) or values left to rotate (status --check); 130 interrupted.
+encrypt-existing, verify, status --decrypt) or values not yet under the active
+keys (status --check); 130 interrupted (SIGINT or SIGTERM).
 
 Rotating a key:
   export COLCRYPT_KEYS=…  # from colcrypt keygen --add; deploy it to the application first
@@ -125,6 +126,10 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// errHelp is returned by a command given -h or --help: run prints the
+// usage to stdout and exits 0.
+var errHelp = errors.New("help requested")
 
 // codedError carries an exit code other than exitError.
 type codedError struct {
@@ -164,15 +169,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "colcrypt %s: %v\nRun 'colcrypt help' for usage.\n", cmd, err)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "colcrypt %s: %v\n", cmd, err)
 	var ce codedError
 	if errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "colcrypt %s: %v\n", cmd, err)
 		return ce.code
 	}
+	if ctx.Err() != nil {
+		// Stopped by SIGINT or SIGTERM: whatever the error says (context
+		// canceled, or the driver's own words for a cancelled query), the
+		// command was interrupted.
+		if cmd == "rotate" || cmd == "encrypt-existing" {
+			err = errInterruptedRotation
+		} else {
+			err = errors.New("interrupted; nothing was written")
+		}
+		fmt.Fprintf(stderr, "colcrypt %s: %v\n", cmd, err)
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "colcrypt %s: %v\n", cmd, err)
 	return exitError
 }

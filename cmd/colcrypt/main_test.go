@@ -202,3 +202,34 @@ func TestProgressDisplay(t *testing.T) {
 		t.Errorf("none printed %q", buf.String())
 	}
 }
+
+// TestHelpFlag: -h and --help after any command print the usage to stdout
+// and exit 0.
+func TestHelpFlag(t *testing.T) {
+	for _, cmd := range []string{"keygen", "status", "rotate", "encrypt-existing", "verify"} {
+		for _, h := range []string{"-h", "--help", "-help"} {
+			args := []string{cmd, h}
+			if cmd != "keygen" {
+				args = []string{cmd, "--table", "t", h, "--column", "c"}
+			}
+			code, stdout, stderr := runCLI(t, args...)
+			if code != exitOK || !strings.Contains(stdout, "Usage:") || !strings.Contains(stdout, "colcrypt "+cmd) || stderr != "" {
+				t.Errorf("colcrypt %s %s: exit %d, stdout %.40q, stderr %q", cmd, h, code, stdout, stderr)
+			}
+		}
+	}
+}
+
+// TestUsageText checks what the usage says about exit statuses and
+// --max-failures.
+func TestUsageText(t *testing.T) {
+	for _, want := range []string{
+		"--max-failures N     stops after N failed rows",
+		"3 rows failed to decrypt (rotate,\nencrypt-existing, verify, status --decrypt)",
+		"130 interrupted (SIGINT or SIGTERM)",
+	} {
+		if !strings.Contains(usage, want) {
+			t.Errorf("the usage lacks %q", want)
+		}
+	}
+}

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	_ "github.com/glebarez/go-sqlite"  // the pure-Go "sqlite" database/sql driver (modernc.org/sqlite)
-	"github.com/go-sql-driver/mysql"   // the "mysql" database/sql driver
+	_ "github.com/glebarez/go-sqlite" // the pure-Go "sqlite" database/sql driver (modernc.org/sqlite)
+	"github.com/go-sql-driver/mysql"  // the "mysql" database/sql driver
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 
 	"github.com/colcrypt/colcrypt/blindindex"
@@ -71,7 +75,7 @@ func newFlagSet(name string, tf *tableFlags) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			return usagef("see the usage below")
+			return errHelp
 		}
 		return usageError{err.Error()}
 	}
@@ -260,16 +264,50 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
+var (
+	// schemeRE matches a URL scheme and its "://".
+	schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
+	// mysqlDSNRE matches a go-sql-driver/mysql DSN without a scheme:
+	// [user[:password]]@[net](addr)/dbname or user[:password]@/dbname.
+	mysqlDSNRE = regexp.MustCompile(`^\S*@((tcp[46]?|unix)?\(|/)`)
+	// pgKeywordRE matches a keyword of a PostgreSQL keyword/value
+	// connection string.
+	pgKeywordRE = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service|connect_timeout)\s*=`)
+)
+
+// dialectFlag is the --driver value of d.
+func dialectFlag(d rotation.Dialect) string {
+	switch d {
+	case rotation.MySQL:
+		return "mysql"
+	case rotation.SQLite:
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// urlScheme returns the lower-cased scheme of a scheme://… URL, or "".
+func urlScheme(url string) string {
+	m := schemeRE.FindStringSubmatch(url)
+	if m == nil {
+		return ""
+	}
+	return strings.ToLower(m[1])
+}
+
 // parseDatabase interprets --database-url (or DATABASE_URL) and --driver.
 // Without --driver, the URL's scheme names the database: mysql:// is a
 // go-sql-driver/mysql DSN after the scheme, sqlite:// (or sqlite3://) a
 // file path after it, and file: an SQLite URI given to the driver as it
 // is; anything else is PostgreSQL (a URL or a key=value string, as pgx
 // reads it). With --driver, a URL without one of these schemes is given to
-// that driver as it is. Errors never repeat the URL, which may hold a
+// that driver as it is. A URL meant for another database is refused rather
+// than given to the wrong driver, whose errors could quote it. Errors
+// never repeat the URL, or any part of it but its scheme, as it may hold a
 // password.
 func parseDatabase(url, driver string) (database, error) {
 	var dialect rotation.Dialect
+	scheme := urlScheme(url)
 	switch {
 	case driver != "":
 		d, err := rotation.ParseDialect(driver)
@@ -277,17 +315,29 @@ func parseDatabase(url, driver string) (database, error) {
 			return database{}, usagef("--%s must be postgres, mysql or sqlite", flagDriver)
 		}
 		dialect = d
-	case hasPrefixFold(url, "mysql://"):
+	case scheme == "mysql":
 		dialect = rotation.MySQL
-	case hasPrefixFold(url, "sqlite://"), hasPrefixFold(url, "sqlite3://"), hasPrefixFold(url, "file:"):
+	case scheme == "sqlite", scheme == "sqlite3", hasPrefixFold(url, "file:"):
 		dialect = rotation.SQLite
 	default:
 		dialect = rotation.Postgres
 	}
+	// wrong refuses a URL meant for another database: what describes it
+	// without quoting it.
+	wrong := func(what, hint string) error {
+		if driver != "" {
+			return usagef("--%s %s with %s%s", flagDriver, dialectFlag(dialect), what, hint)
+		}
+		return usagef("the database URL is %s%s", what, hint)
+	}
+	const sqliteHint = ": give the path of an SQLite database file, or sqlite:///path/to/file.db"
 	switch dialect {
 	case rotation.MySQL:
+		if scheme != "" && scheme != "mysql" {
+			return database{}, wrong("a "+scheme+":// URL", ": want mysql://user:password@tcp(host:3306)/dbname")
+		}
 		dsn := url
-		if hasPrefixFold(dsn, "mysql://") {
+		if scheme == "mysql" {
 			dsn = dsn[len("mysql://"):]
 		}
 		if _, err := mysql.ParseDSN(dsn); err != nil {
@@ -295,14 +345,32 @@ func parseDatabase(url, driver string) (database, error) {
 		}
 		return database{driver: "mysql", dsn: dsn, dialect: rotation.MySQL}, nil
 	case rotation.SQLite:
+		switch {
+		case scheme != "" && scheme != "sqlite" && scheme != "sqlite3" && scheme != "file":
+			return database{}, wrong("a "+scheme+":// URL", sqliteHint)
+		case scheme == "" && !hasPrefixFold(url, "file:") && mysqlDSNRE.MatchString(url):
+			return database{}, wrong("what looks like a MySQL DSN", sqliteHint)
+		case scheme == "" && !hasPrefixFold(url, "file:") && pgKeywordRE.MatchString(url):
+			return database{}, wrong("what looks like a PostgreSQL keyword=value string", sqliteHint)
+		}
 		dsn, err := sqliteDSN(url)
 		if err != nil {
 			return database{}, err
 		}
 		return database{driver: "sqlite", dsn: dsn, dialect: rotation.SQLite}, nil
 	}
-	if hasPrefixFold(url, "mysql://") || hasPrefixFold(url, "sqlite://") || hasPrefixFold(url, "sqlite3://") {
-		return database{}, usagef("--%s postgres with a MySQL or SQLite URL", flagDriver)
+	switch {
+	case scheme != "" && scheme != "postgres" && scheme != "postgresql":
+		return database{}, wrong("a "+scheme+":// URL", ": want postgres://, mysql:// or sqlite://")
+	case scheme == "" && hasPrefixFold(url, "file:"):
+		return database{}, wrong("an SQLite file: URI", "")
+	case scheme == "" && mysqlDSNRE.MatchString(url):
+		return database{}, wrong("what looks like a MySQL DSN", ": write mysql://… or pass --driver mysql")
+	}
+	// Parsed here for a message of our own: pgx quotes what it cannot
+	// parse, with only a best-effort redaction of the password.
+	if _, err := pgconn.ParseConfig(url); err != nil {
+		return database{}, usagef("the database URL is not a PostgreSQL URL or keyword=value string such as postgres://user:password@host:5432/dbname (not repeated here, as it may hold a password)")
 	}
 	return database{driver: "pgx", dsn: url, dialect: rotation.Postgres}, nil
 }
@@ -311,6 +379,7 @@ func parseDatabase(url, driver string) (database, error) {
 // (or sqlite://relative/path.db), with optional ?query parameters for the
 // driver, becomes file:<path>?<query>; a file: URI or a plain path is
 // given as it is. The file must exist: SQLite would create an empty one.
+// Its errors do not repeat the path, which could be a misplaced URL.
 func sqliteDSN(url string) (string, error) {
 	path, query := url, ""
 	switch {
@@ -326,20 +395,39 @@ func sqliteDSN(url string) (string, error) {
 		if path == "" || path == ":memory:" {
 			return "", usagef("an SQLite database for colcrypt must be a file, not memory")
 		}
-		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("no SQLite database file at %s: %w", path, err)
+		if err := statSQLite(path); err != nil {
+			return "", err
 		}
 		return url, nil
 	}
 	if path == "" || path == ":memory:" {
 		return "", usagef("an SQLite database URL names a file: sqlite:///path/to/file.db")
 	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("no SQLite database file at %s: %w", path, err)
+	if err := statSQLite(path); err != nil {
+		return "", err
 	}
 	dsn := "file:" + path
 	if query != "" {
 		dsn += "?" + query
 	}
 	return dsn, nil
+}
+
+// statSQLite checks that the SQLite database file at path exists, with an
+// error that does not repeat the path.
+func statSQLite(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("no SQLite database file at the path of the database URL (SQLite would create an empty one)")
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in pe.Path only
+		}
+		return fmt.Errorf("the SQLite database file of the database URL: %w", err)
+	case fi.IsDir():
+		return errors.New("the path of the database URL is a directory, not an SQLite database file")
+	}
+	return nil
 }
