@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
+	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
 	"github.com/colcrypt/colcrypt/keyprovider"
 )
@@ -287,3 +288,13 @@ func flipMiddleSQL(expr string) string {
 
 // ptr returns a pointer to v.
 func ptr[T any](v T) *T { return &v }
+
+// indexOf returns the index value of plaintext under ix's active key.
+func indexOf(t testing.TB, ix *blindindex.Index, plaintext string) string {
+	t.Helper()
+	v, err := ix.Compute(plaintext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
