@@ -179,7 +179,9 @@ func (c *Codec) Open(ctx context.Context, value []byte) ([]byte, error) {
 			// reload that loaded this one has just run.
 			rerr := r.Reload(ctx)
 			pt, err = c.open(value)
-			if rerr != nil && errors.Is(err, ErrUnknownVersion) {
+			// A throttled reload is no failure: the provider loaded a
+			// moment ago, and the version is simply unknown.
+			if rerr != nil && errors.Is(err, ErrUnknownVersion) && !errors.Is(rerr, keyprovider.ErrReloadThrottled) {
 				return nil, fmt.Errorf("%w (reloading the provider failed: %w)", err, rerr)
 			}
 		}

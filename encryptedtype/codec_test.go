@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -338,6 +339,18 @@ func TestOpenRetriesAfterReloadError(t *testing.T) {
 	got, err := NewCodec(r).Open(context.Background(), v2)
 	if err != nil || string(got) != "new version" {
 		t.Fatalf("got %q, %v; want the value", got, err)
+	}
+}
+
+// A reload the provider declines (it loaded a moment ago) is not a
+// failure: the version is simply unknown.
+func TestOpenThrottledReload(t *testing.T) {
+	k1, k2 := newKey(t, 1), newKey(t, 2)
+	v2 := mustSeal(t, NewCodec(newStatic(t, 2, k1, k2)), "x")
+	r := &reloading{keys: newStatic(t, 1, k1), fail: fmt.Errorf("%w: next reload allowed in 1s", keyprovider.ErrReloadThrottled)}
+	_, err := NewCodec(r).Open(context.Background(), v2)
+	if !errors.Is(err, ErrUnknownVersion) || errors.Is(err, keyprovider.ErrReloadThrottled) {
+		t.Fatalf("got %v, want ErrUnknownVersion alone", err)
 	}
 }
 

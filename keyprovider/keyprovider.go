@@ -49,6 +49,13 @@ var (
 	// key material of the wrong size, a version outside 1 … MaxVersion, a
 	// bad passphrase, salt or Argon2 parameter, or an empty keyring.
 	ErrInvalidKey = errors.New("colcrypt: invalid key")
+
+	// ErrReloadThrottled is returned (wrapped) by a Reloader that declines
+	// to load because it loaded very recently (it rate-limits reloads, so
+	// that values naming bogus versions cannot make every read do I/O).
+	// The keys it holds are then as current as that recent load, and a
+	// version it lacks is taken as unknown.
+	ErrReloadThrottled = errors.New("colcrypt: reload throttled")
 )
 
 // A Provider supplies versioned keys.
@@ -71,7 +78,8 @@ type Provider interface {
 // on failure the provider keeps serving the keys it had.
 //
 // encryptedtype.Open calls Reload once when it meets a version the provider
-// does not hold yet.
+// does not hold yet. A Reloader that rate-limits reloads returns an error
+// wrapping ErrReloadThrottled when it declines to load.
 type Reloader interface {
 	Reload(ctx context.Context) error
 }

@@ -1,6 +1,10 @@
 package keytable
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/colcrypt/colcrypt/keyprovider"
+)
 
 // Errors of this package, matched with errors.Is. Besides these, an
 // operation on a version the table does not hold returns an error wrapping
@@ -22,8 +26,10 @@ var (
 	ErrKeyChanged = errors.New("keytable: key material of a held version changed")
 
 	// ErrReloadThrottled is returned by Provider.Reload when it is called
-	// again within Options.MinReloadInterval.
-	ErrReloadThrottled = errors.New("keytable: reload throttled")
+	// again within Options.MinReloadInterval. It is
+	// keyprovider.ErrReloadThrottled, which encryptedtype.Codec.Open
+	// recognises.
+	ErrReloadThrottled = keyprovider.ErrReloadThrottled
 
 	// ErrVersionExists is returned by Table.Add for a version the table
 	// already holds, retired or not.
