@@ -30,10 +30,15 @@ type batch struct {
 }
 
 func newBatch(p *plan, size int) *batch {
-	w := p.width()
+	return newBatchWidth(p.pkKind == keyNative, p.width(), size)
+}
+
+// newBatchWidth returns a batch of rows of w values after the key; native
+// as plan.pkKind == keyNative.
+func newBatchWidth(native bool, w, size int) *batch {
 	b := &batch{
 		width:   w,
-		native:  p.pkKind == keyNative,
+		native:  native,
 		pks:     make([]string, 0, size),
 		vals:    make([][]byte, 0, size*w),
 		nulls:   make([]bool, 0, size*w),
@@ -133,6 +138,42 @@ func (b *batch) key(i int) any {
 		return b.keys[i]
 	}
 	return b.pks[i]
+}
+
+// id returns the identity of row i's primary key (plan.keyID).
+func (b *batch) id(i int) string {
+	if b.native {
+		return keyIDNative(b.keys[i], b.pks[i])
+	}
+	return b.pks[i]
+}
+
+// keyID returns the identity of a primary key as the job keeps track of
+// failed rows: its text form, which outside SQLite names one row; on
+// SQLite its type and text form, since a key column without a type can
+// hold the integer 1 and the text '1' (or the blob X'31') in different
+// rows. key is the key as the driver returned it (batch.key) and text its
+// text form.
+func (p *plan) keyID(key any, text string) string {
+	if p.pkKind == keyNative {
+		return keyIDNative(key, text)
+	}
+	return text
+}
+
+// keyIDNative is keyID for a key as the driver returned it.
+func keyIDNative(key any, text string) string {
+	switch key.(type) {
+	case int64:
+		return "i:" + text
+	case float64:
+		return "f:" + text
+	case string:
+		return "s:" + text
+	case []byte:
+		return "b:" + text
+	}
+	return fmt.Sprintf("%T:%s", key, text)
 }
 
 // rows returns the number of rows in the batch.

@@ -133,7 +133,10 @@ const censusBatch = 5000
 
 // Census counts the table's values by key version without decrypting them,
 // reading the table in primary-key order in short queries that take no
-// locks. It reads only the first bytes of each encrypted value.
+// locks. It reads only the first bytes of each encrypted value, so a value
+// that merely starts like one of the wire format (a plaintext such as
+// "v2:…", or damage) is counted under the version it names; Verify
+// decrypts them.
 func (j *Job) Census(ctx context.Context) (*Census, error) {
 	return j.scan(ctx, false, VerifyOptions{BatchSize: censusBatch})
 }

@@ -143,6 +143,9 @@ type colRef struct {
 	q       string // quoted name
 	bytea   bool   // a binary column
 	charset string // MySQL: the character set of a text column
+	// limit is the most a value of the column holds, 0 for no limit the
+	// job knows of (see fits).
+	limit lengthLimit
 }
 
 // sql returns the plan's dialect. A plan with no dialect set is

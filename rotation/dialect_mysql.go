@@ -200,6 +200,9 @@ type mysqlColumn struct {
 	nullable                   bool
 	charset, collation         sql.NullString
 	extra                      string
+	// maxChars and maxBytes are CHARACTER_MAXIMUM_LENGTH and
+	// CHARACTER_OCTET_LENGTH: the most a string column holds.
+	maxChars, maxBytes sql.NullInt64
 }
 
 // findName returns the catalog's name among names that name means: the
@@ -221,9 +224,10 @@ func findName(names []string, name string, fold func(a, b string) bool) (string,
 
 func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintext []string) error {
 	t := p.table
-	var current sql.NullString
+	var current, results, connection sql.NullString
 	var client string
-	if err := db.QueryRowContext(ctx, "SELECT DATABASE(), @@character_set_client").Scan(&current, &client); err != nil {
+	if err := db.QueryRowContext(ctx, "SELECT DATABASE(), @@character_set_client, @@character_set_results, @@character_set_connection").
+		Scan(&current, &client, &results, &connection); err != nil {
 		return fmt.Errorf("rotation: looking up table %s: %w", t, err)
 	}
 	if !mysqlSafeClientCharsets[strings.ToLower(client)] && !asciiNames(t) {
@@ -284,7 +288,7 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 	cols := map[string]mysqlColumn{}
 	var colNames []string
 	rows, err = db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,
-		       CHARACTER_SET_NAME, COLLATION_NAME, EXTRA
+		       CHARACTER_SET_NAME, COLLATION_NAME, EXTRA, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, table.schema, table.name)
 	if err != nil {
 		return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
@@ -292,7 +296,7 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 	for rows.Next() {
 		var tname, nullable string
 		var c mysqlColumn
-		if err := rows.Scan(&tname, &c.name, &c.dataType, &c.columnType, &nullable, &c.charset, &c.collation, &c.extra); err != nil {
+		if err := rows.Scan(&tname, &c.name, &c.dataType, &c.columnType, &nullable, &c.charset, &c.collation, &c.extra, &c.maxChars, &c.maxBytes); err != nil {
 			rows.Close()
 			return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 		}
@@ -347,6 +351,22 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 	}
 	p.qpk = d.quote(pk.name)
 
+	// Plaintext to encrypt, and character-string keys, are read through
+	// the connection's character set: one narrower than utf8mb4 turns the
+	// characters it cannot hold into '?', which would be encrypted, or
+	// would name another row. The session's character sets are left
+	// alone (the connections are the pool's); the DSN sets them.
+	if (len(plaintext) > 0 || p.pkKind == keyString) &&
+		!(strings.EqualFold(client, "utf8mb4") && strings.EqualFold(results.String, "utf8mb4") && strings.EqualFold(connection.String, "utf8mb4")) {
+		why := "a character-string primary key"
+		if len(plaintext) > 0 {
+			why = "encrypting plaintext (EncryptPlaintext)"
+		}
+		return fmt.Errorf("%w: table %s: %s needs the connection's character sets to be utf8mb4, so that no character is lost; "+
+			"they are client %s, results %s, connection %s: set charset=utf8mb4 in the DSN",
+			ErrInvalidTable, t, why, client, mysqlVarName(results), mysqlVarName(connection))
+	}
+
 	seen := map[string]bool{pk.name: true}
 	return p.addColumns(plaintext, func(name, what string) (colRef, error) {
 		c, ok := lookup(name)
@@ -361,9 +381,19 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 			return colRef{}, fmt.Errorf("%w: table %s: column %s is generated; %s must be a stored column", ErrInvalidTable, t, d.quote(c.name), what)
 		}
 		ref := colRef{q: d.quote(c.name)}
+		// What the column holds: characters and bytes for a text column,
+		// bytes for a binary one (whose CHARACTER_MAXIMUM_LENGTH is in
+		// bytes too).
+		if c.maxChars.Valid {
+			ref.limit.chars = c.maxChars.Int64
+		}
+		if c.maxBytes.Valid {
+			ref.limit.bytes = c.maxBytes.Int64
+		}
 		switch c.dataType {
 		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 			ref.bytea = true
+			ref.limit.chars = 0
 		case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
 			ref.charset = c.charset.String
 			if !mysqlCharsetRE.MatchString(ref.charset) {
@@ -374,6 +404,15 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 		}
 		return ref, nil
 	})
+}
+
+// mysqlVarName is a character-set variable's value for a message: its
+// name, or NULL.
+func mysqlVarName(v sql.NullString) string {
+	if !v.Valid {
+		return "NULL"
+	}
+	return v.String
 }
 
 // mysqlUniqueColumns returns the columns that have a unique index on them

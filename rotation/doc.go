@@ -47,9 +47,14 @@
 //     killed at any moment, every row is untouched or rewritten, and
 //     running it again finishes the job.
 //   - A value that does not decrypt is never written, nor is anything else
-//     in its row. The row is reported (primary key and reason, never the
-//     value), later passes leave it alone, and Rotate ends with an error
-//     wrapping ErrFailures.
+//     in its row; nor is a row whose new value (ciphertext or blind-index
+//     value) would not fit its column's declared length (ErrValueTooLong),
+//     so that no value is ever cut short. The row is reported (primary key
+//     and reason, never the value), later passes leave it alone, and Rotate
+//     ends with an error wrapping ErrFailures.
+//   - An error of the key provider that is not about a value (it cannot
+//     be reached, say) stops Rotate with that error, the batch in
+//     progress rolled back; running Rotate again resumes.
 //   - NULL stays NULL. No ORM hooks run.
 //
 // # Databases
@@ -80,7 +85,13 @@
 // the column's collation) or binary strings. Names are quoted with
 // backquotes; names with non-ASCII characters need a connection character
 // set such as utf8mb4 (not gbk, big5, sjis, cp932 or gb18030, in which a
-// backquote byte can be part of a character). A batch writes 1 + the
+// backquote byte can be part of a character). Encrypting plaintext
+// (Options.EncryptPlaintext), and a character-string primary key, need the
+// connection's character sets (client, results and connection) to be
+// utf8mb4, as go-sql-driver/mysql sets them by default: through a narrower
+// one such as latin1 or utf8 (utf8mb3), the characters it cannot hold
+// would be read as '?'. Set charset=utf8mb4 in the DSN; the job refuses
+// (ErrInvalidTable) otherwise. A batch writes 1 + the
 // number of columns parameters a row, within MySQL's 65535, which bounds
 // BatchSize; the values of a batch must also fit max_allowed_packet.
 //
@@ -111,7 +122,11 @@
 // Columns named in Options.EncryptPlaintext are being converted: their
 // values that are not in the wire format at all are encrypted like the
 // rest. It is never the default, so that in other columns a damaged value
-// is reported rather than mistaken for plaintext. While a column is being
+// is reported rather than mistaken for plaintext. In these columns Rotate
+// also decrypts, once its passes are over, every value that starts like a
+// value of the active version, which the passes and Census take to be
+// done: a plaintext that happens to start with "v2:" (version 2 active) is
+// reported as a failure, never taken for a ciphertext. While a column is being
 // converted, the application reads it with MigratingString (or
 // MigratingBytes), which accepts both forms and always writes ciphertext.
 //

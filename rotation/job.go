@@ -21,9 +21,17 @@ var (
 	ErrInvalidTable = errors.New("rotation: invalid table description")
 
 	// ErrFailures is returned (wrapped) by Rotate when some rows could not
-	// be decrypted and were left untouched, and by Verify when some values
-	// failed: the Result or Census lists them.
+	// be rewritten (a value that does not decrypt, or a new value too long
+	// for its column) and were left untouched, and by Verify when some
+	// values failed: the Result or Census lists them.
 	ErrFailures = errors.New("rotation: some values could not be decrypted")
+
+	// ErrValueTooLong is wrapped by the Failure of a row whose new value
+	// (the ciphertext, or a blind-index value) would not fit its column, as
+	// the catalog declares it (VARCHAR(n) and the other sized types on
+	// MySQL, varchar(n) on PostgreSQL). Nothing of the row is written:
+	// widen the column, then run Rotate again.
+	ErrValueTooLong = errors.New("rotation: the new value does not fit the column")
 
 	// ErrIndexMismatch is returned (wrapped) by Rotate, before it writes
 	// anything, when an Indexer does not reproduce the index values stored
@@ -32,8 +40,8 @@ var (
 	// break lookups. Verify reports values that do not match with it.
 	ErrIndexMismatch = errors.New("rotation: blind index values do not match their Indexer")
 
-	// ErrTooManyFailures is returned (wrapped) by Rotate when more rows
-	// failed than Options.MaxFailures allows: usually a key version is
+	// ErrTooManyFailures is returned (wrapped) by Rotate when as many rows
+	// failed as Options.MaxFailures allows: usually a key version is
 	// missing from the keyring, and every row on it fails.
 	ErrTooManyFailures = errors.New("rotation: too many rows could not be decrypted")
 )
@@ -132,13 +140,17 @@ func (j *Job) Table() Table { return j.table }
 // Failure is a row (or, from Verify, a value) that could not be processed.
 // It carries the row's primary key and why, never the value.
 type Failure struct {
-	// PK is the row's primary key, as text.
+	// PK is the row's primary key, as text. On SQLite, where a key column
+	// without a type can hold the integer 1 and the text '1' in two rows,
+	// two failures may show the same PK.
 	PK string
-	// Column is the column whose value failed.
+	// Column is the column whose value failed: the encrypted column, or
+	// for ErrValueTooLong the column that the new value would not fit.
 	Column string
 	// Err is why: it wraps encryptedtype.ErrAuth, ErrMalformed,
-	// ErrUnknownVersion or ErrNotEncrypted, or ErrIndexMismatch. Its text
-	// never holds a plaintext, a stored value or key material.
+	// ErrUnknownVersion or ErrNotEncrypted, or ErrIndexMismatch or
+	// ErrValueTooLong. Its text never holds a plaintext, a stored value or
+	// key material.
 	Err error
 }
 
@@ -193,11 +205,20 @@ type Options struct {
 	// In every other column such a value is a failure, so a damaged value
 	// is never mistaken for plaintext. A value that starts like the wire
 	// format but does not decrypt is a failure in every column.
+	//
+	// In these columns Rotate does not take a value that starts with the
+	// active version's prefix ("v2:…") to be done: once the passes are
+	// over, it reads them all and decrypts them (without locks, and
+	// writing nothing), and reports as failures those that do not
+	// decrypt, such as a plaintext that happens to start like a
+	// ciphertext. Census cannot tell such a value apart; Verify can.
 	EncryptPlaintext []string
 	// MaxFailures is the number of failed rows after which Rotate stops
 	// with ErrTooManyFailures, so that a missing key is not reported once
-	// per row of the table; 0 means 1000, and -1 no limit. Failed rows are
-	// held in memory, one entry each.
+	// per row of the table; 0 means 1000, and -1 no limit. Rotate stops
+	// as soon as MaxFailures rows have failed: the batch in progress still
+	// writes its rows that did not fail, and Result.Failures lists exactly
+	// MaxFailures rows. Failed rows are held in memory, one entry each.
 	MaxFailures int
 	// Progress, when set, is called after every batch and at the start of
 	// every pass, from one goroutine at a time.

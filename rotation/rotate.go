@@ -34,10 +34,19 @@ import (
 // ORM hooks are not fired.
 //
 // A row with a value that does not decrypt (or, outside
-// Options.EncryptPlaintext, is not in the wire format) is not written at
-// all: it is reported to Options.OnFailure and in Result.Failures, later
-// passes skip it, and Rotate returns an error wrapping ErrFailures once the
-// rest is done.
+// Options.EncryptPlaintext, is not in the wire format), or whose new value
+// would not fit its column (ErrValueTooLong), is not written at all: it is
+// reported to Options.OnFailure and in Result.Failures, later passes skip
+// it, and Rotate returns an error wrapping ErrFailures once the rest is
+// done. A value does not decrypt when the Cipher's error wraps
+// encryptedtype.ErrAuth, ErrMalformed, ErrNotEncrypted or
+// ErrUnknownVersion, and nothing else; any other error of the Cipher, such
+// as a key provider's I/O error, or ErrUnknownVersion from an
+// *encryptedtype.Codec whose provider failed to reload, stops Rotate with
+// that error (wrapped), the batch in progress rolled back: running Rotate
+// again resumes. In the columns of Options.EncryptPlaintext, the values
+// that look current are decrypted as well once the passes are over (see
+// Options.EncryptPlaintext).
 //
 // Rotate keeps no state of its own: stopped at any moment (ctx cancelled,
 // process killed), every row is either untouched or fully rewritten, and
@@ -75,7 +84,7 @@ func (j *Job) Rotate(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("rotation: BatchSize %d is too large for %s: a batch of this table is written with %d parameters a row, and one statement takes at most %d; use at most %d",
 			opts.BatchSize, p.dialect, 1+p.width(), m, m/(1+p.width()))
 	}
-	r := &runner{j: j, p: p, opts: opts, start: start, res: res, failed: map[string]bool{}, failedKey: map[string]any{}}
+	r := &runner{j: j, p: p, opts: opts, start: start, res: res, failed: map[string]bool{}}
 	err = r.run(ctx)
 	res.Elapsed = time.Since(start)
 	return res, err
@@ -89,13 +98,20 @@ type runner struct {
 	start time.Time
 	pre   prefixes
 
-	mu        sync.Mutex // guards everything below, and serialises the callbacks
-	res       *Result
-	failed    map[string]bool // primary keys of res.Failures
-	failedKey map[string]any  // the same keys as SQL takes them back (batch.key)
-	done      int64
-	total     int64
-	pass      int
+	mu     sync.Mutex // guards everything below, and serialises the callbacks
+	res    *Result
+	failed map[string]bool // identities (plan.keyID) of the rows of res.Failures
+	// failKeys are the keys of res.Failures, one each, in the same order.
+	failKeys []failedRow
+	done     int64
+	total    int64
+	pass     int
+}
+
+// failedRow is the key of a failed row.
+type failedRow struct {
+	id  string // plan.keyID: type and value, for bookkeeping
+	key any    // as SQL takes it back (batch.key)
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -164,60 +180,164 @@ func (r *runner) run(ctx context.Context) error {
 }
 
 // finish drops from the failures the rows that no longer need work (the
-// application rewrote them meanwhile) and returns ErrFailures if any are
-// left.
+// application rewrote them meanwhile), checks the values of the columns
+// being converted that look done (see checkConverted), and returns
+// ErrFailures if any failures are left.
 func (r *runner) finish(ctx context.Context) error {
+	if err := r.recheck(ctx); err != nil {
+		return err
+	}
+	if err := r.checkConverted(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.res.Failures) == 0 {
-		return nil
-	}
-	if !r.opts.DryRun && r.p.sql().maxParams() > 0 {
-		ex := r.exclusion()
-		still, err := r.pendingAmong(ctx, ex.keys)
-		if err != nil {
-			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
-		}
-		r.keepFailures(still)
-	} else if !r.opts.DryRun {
-		lit := r.excludeLiteral()
-		q := fmt.Sprintf("SELECT %s::text AS colcrypt_pk FROM %s WHERE %s = ANY (%s) AND %s",
-			r.p.qpk, r.p.qtable, r.p.qpk, r.p.pkCast(1, true), r.p.pendingSQL(r.pre))
-		rows, err := r.j.db.QueryContext(ctx, q, lit)
-		if err != nil {
-			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
-		}
-		still := map[string]bool{}
-		for rows.Next() {
-			var pk string
-			if err := rows.Scan(&pk); err != nil {
-				rows.Close()
-				return fmt.Errorf("rotation: rechecking failed rows: %w", err)
-			}
-			still[pk] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
-		}
-		r.keepFailures(still)
-	}
 	if n := len(r.res.Failures); n > 0 {
 		return fmt.Errorf("%w: %d rows of %s left untouched (see the failures reported)", ErrFailures, n, r.p.table)
 	}
 	return nil
 }
 
-// keepFailures drops from the failures the rows not in still. r.mu must
-// be held.
-func (r *runner) keepFailures(still map[string]bool) {
-	kept := r.res.Failures[:0]
-	for _, f := range r.res.Failures {
-		if still[f.PK] {
-			kept = append(kept, f)
+// recheck drops from the failures the rows that no longer need work.
+func (r *runner) recheck(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.res.Failures) == 0 || r.opts.DryRun {
+		return nil
+	}
+	if r.p.sql().maxParams() > 0 {
+		ex := r.exclusion()
+		still, err := r.pendingAmong(ctx, ex.keys)
+		if err != nil {
+			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
+		}
+		r.keepFailures(still)
+		return nil
+	}
+	lit := r.excludeLiteral()
+	q := fmt.Sprintf("SELECT %s::text AS colcrypt_pk FROM %s WHERE %s = ANY (%s) AND %s",
+		r.p.qpk, r.p.qtable, r.p.qpk, r.p.pkCast(1, true), r.p.pendingSQL(r.pre))
+	rows, err := r.j.db.QueryContext(ctx, q, lit)
+	if err != nil {
+		return fmt.Errorf("rotation: rechecking failed rows: %w", err)
+	}
+	still := map[string]bool{}
+	for rows.Next() {
+		var pk string
+		if err := rows.Scan(&pk); err != nil {
+			rows.Close()
+			return fmt.Errorf("rotation: rechecking failed rows: %w", err)
+		}
+		still[pk] = true // PostgreSQL: the text form is the identity
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("rotation: rechecking failed rows: %w", err)
+	}
+	r.keepFailures(still)
+	return nil
+}
+
+// checkConverted reads every value of the columns of
+// Options.EncryptPlaintext that starts with the active version's prefix,
+// which the passes took to be done, and decrypts it: a plaintext that
+// happens to start like a ciphertext of the active version ("v2:…") would
+// otherwise stay plaintext, reported as converted. Those that do not
+// decrypt are reported as failures (ErrFailures), and nothing is written.
+// Values with another prefix were decrypted by the passes, or are new
+// writes that a later Rotate takes. It reads in primary-key order, in
+// batches, without locks.
+func (r *runner) checkConverted(ctx context.Context) error {
+	p := r.p
+	var cols []int
+	for ci, c := range p.cols {
+		if c.plaintext {
+			cols = append(cols, ci)
 		}
 	}
-	r.res.Failures = kept
+	if len(cols) == 0 {
+		return nil
+	}
+	d := p.sql()
+	list := []string{d.pkSelect(p)}
+	for _, ci := range cols {
+		list = append(list, p.cols[ci].q)
+	}
+	size := r.opts.BatchSize
+	b := newBatchWidth(p.pkKind == keyNative, len(cols), size)
+	prefix := []byte(r.pre.value)
+	var last any
+	for first := true; ; first = false {
+		q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(list, ", "), p.qtable)
+		var args []any
+		if !first {
+			q += fmt.Sprintf(" WHERE %s > %s", p.qpk, d.keyParam(p, 1))
+			args = append(args, last)
+		}
+		q += fmt.Sprintf(" ORDER BY %s LIMIT %d", p.orderBy(), size)
+		rows, err := r.j.db.QueryContext(ctx, q, args...)
+		if err == nil {
+			err = b.read(rows)
+		}
+		if err != nil {
+			return fmt.Errorf("rotation: checking the converted values of %s: %w", p.table, err)
+		}
+		n := b.rows()
+		var fails []rowFailure
+		for i := range n {
+			r.mu.Lock()
+			known := r.failed[b.id(i)]
+			r.mu.Unlock()
+			if known {
+				continue
+			}
+			for k, ci := range cols {
+				raw, null := b.value(i, k)
+				if null || !bytes.HasPrefix(raw, prefix) {
+					continue
+				}
+				_, err := r.j.cipher.Open(ctx, raw)
+				if err == nil {
+					continue
+				}
+				if ctx.Err() != nil {
+					return fmt.Errorf("rotation: stopped: %w", ctx.Err())
+				}
+				if !valueError(err) {
+					return fmt.Errorf("rotation: decrypting a value of column %s: %w", p.cols[ci].q, err)
+				}
+				fails = append(fails, rowFailure{row: i, f: Failure{PK: b.pks[i], Column: p.cols[ci].name,
+					Err: fmt.Errorf("%w (a value of a column being converted starts like a value of the active key version but does not decrypt: plaintext that looks like a ciphertext, or damage; it is left as it is)", err)}})
+				break
+			}
+		}
+		if _, over := r.reportFailures(fails, b); over {
+			return r.tooMany()
+		}
+		if n < size {
+			return nil
+		}
+		last = b.key(n - 1)
+	}
+}
+
+// keepFailures drops from the failures the rows whose identity
+// (plan.keyID) is not in still. r.mu must be held.
+func (r *runner) keepFailures(still map[string]bool) {
+	kept := r.res.Failures[:0]
+	keys := r.failKeys[:0]
+	for i, f := range r.res.Failures {
+		fk := r.failKeys[i]
+		if still[fk.id] {
+			kept = append(kept, f)
+			keys = append(keys, fk)
+		} else {
+			delete(r.failed, fk.id)
+		}
+	}
+	clear(r.res.Failures[len(kept):])
+	clear(r.failKeys[len(keys):])
+	r.res.Failures, r.failKeys = kept, keys
 }
 
 // exclusion is the failed rows a pass leaves out. PostgreSQL takes their
@@ -241,15 +361,16 @@ func (r *runner) exclusion() exclusion {
 	if r.p.pkKind == keyPgText {
 		return exclusion{lit: r.excludeLiteral()}
 	}
-	keys := make([]any, len(r.res.Failures))
-	for i, f := range r.res.Failures {
-		keys[i] = r.failedKey[f.PK]
+	keys := make([]any, len(r.failKeys))
+	for i, fk := range r.failKeys {
+		keys[i] = fk.key
 	}
 	return exclusion{keys: keys}
 }
 
 // pendingAmong returns, of the rows with the given keys (batch.key), the
-// primary keys (text) of those that still need work, outside PostgreSQL.
+// identities (plan.keyID) of those that still need work, outside
+// PostgreSQL.
 // It asks in chunks, to stay within the number of parameters a statement
 // takes.
 func (r *runner) pendingAmong(ctx context.Context, keys []any) (map[string]bool, error) {
@@ -282,7 +403,7 @@ func (r *runner) pendingAmong(ctx context.Context, keys []any) (map[string]bool,
 				rows.Close()
 				return nil, err
 			}
-			still[text] = true
+			still[p.keyID(key, text)] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -315,8 +436,8 @@ func (r *runner) excludeLiteral() string {
 	}
 	var a arrayLit
 	a.reset()
-	for _, f := range r.res.Failures {
-		a.add(f.PK)
+	for _, fk := range r.failKeys {
+		a.add(fk.id) // PostgreSQL: the key's text form
 	}
 	return a.String()
 }
@@ -507,7 +628,7 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	if err != nil {
 		return false, err
 	}
-	newFails := r.reportFailures(fails, b)
+	newFails, over := r.reportFailures(fails, b)
 
 	// Write back in one statement, and commit.
 	if tx != nil {
@@ -534,44 +655,54 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	r.res.Plaintext += st.plaintext
 	r.res.IndexValues += st.index
 	r.done += st.rows + int64(newFails)
-	over := r.opts.MaxFailures > 0 && len(r.res.Failures) > r.opts.MaxFailures
-	nf := len(r.res.Failures)
 	r.progressLocked()
 	r.mu.Unlock()
 	if over {
-		return false, fmt.Errorf("%w: %d rows so far (more than MaxFailures); is a key version missing from the keyring?", ErrTooManyFailures, nf)
+		return false, r.tooMany()
 	}
 	return n == r.opts.BatchSize, nil
 }
 
-// reportFailures records the failed rows not seen before and returns how
-// many there were. fails are rows of b, in the order of b.
-func (r *runner) reportFailures(fails []Failure, b *batch) int {
+// tooMany is the error that stops Rotate when MaxFailures rows failed.
+func (r *runner) tooMany() error {
+	r.mu.Lock()
+	nf := len(r.res.Failures)
+	r.mu.Unlock()
+	return fmt.Errorf("%w: %d rows (MaxFailures is %d); is a key version missing from the keyring?", ErrTooManyFailures, nf, r.opts.MaxFailures)
+}
+
+// rowFailure is a failure of row row of a batch.
+type rowFailure struct {
+	row int
+	f   Failure
+}
+
+// reportFailures records the failed rows not seen before, up to
+// MaxFailures in all, and returns how many it recorded and whether
+// MaxFailures has been reached. fails are rows of b.
+func (r *runner) reportFailures(fails []rowFailure, b *batch) (n int, over bool) {
 	if len(fails) == 0 {
-		return 0
+		return 0, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
-	row := 0
-	for _, f := range fails {
-		for row < b.rows() && b.pks[row] != f.PK {
-			row++
+	for _, rf := range fails {
+		if r.opts.MaxFailures > 0 && len(r.res.Failures) >= r.opts.MaxFailures {
+			return n, true
 		}
-		if r.failed[f.PK] {
+		id := b.id(rf.row)
+		if r.failed[id] {
 			continue
 		}
 		n++
-		r.failed[f.PK] = true
-		if row < b.rows() {
-			r.failedKey[f.PK] = b.key(row)
-		}
-		r.res.Failures = append(r.res.Failures, f)
+		r.failed[id] = true
+		r.res.Failures = append(r.res.Failures, rf.f)
+		r.failKeys = append(r.failKeys, failedRow{id: id, key: b.key(rf.row)})
 		if r.opts.OnFailure != nil {
-			r.opts.OnFailure(f)
+			r.opts.OnFailure(rf.f)
 		}
 	}
-	return n
+	return n, r.opts.MaxFailures > 0 && len(r.res.Failures) >= r.opts.MaxFailures
 }
 
 // selectSQL returns the query that takes the next batch after the cursor,
@@ -653,12 +784,15 @@ type stats struct {
 }
 
 // transform decrypts and re-encrypts the values of a batch that need it,
-// filling the batch's output arrays. Rows with a value that fails are left
+// filling the batch's output arrays. Rows with a value that fails (see
+// valueError), or with a new value that would not fit its column, are left
 // out of the output and returned as failures. An error is returned only for
-// what stops the job: ctx ending, or no usable active key.
-func (r *runner) transform(ctx context.Context, b *batch) (stats, []Failure, error) {
+// what stops the job: ctx ending, no usable active key, or a Cipher or
+// Indexer error that is not about the value (a key provider that cannot be
+// reached, say).
+func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, error) {
 	var st stats
-	var fails []Failure
+	var fails []rowFailure
 	p := r.p
 	nc := len(p.cols)
 	b.resetOut()
@@ -693,6 +827,12 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []Failure, err
 				if ctx.Err() != nil {
 					return st, nil, ctx.Err()
 				}
+				if !valueError(err) {
+					// Not the value's fault: the same would happen to
+					// every row. Stop; nothing of this batch is written,
+					// and running Rotate again resumes.
+					return st, nil, fmt.Errorf("rotation: decrypting a value of column %s: %w", c.q, err)
+				}
 				fail = &Failure{PK: b.pks[i], Column: c.name, Err: err}
 				break cols
 			}
@@ -704,6 +844,10 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []Failure, err
 						break cols
 					}
 					return st, nil, fmt.Errorf("rotation: encrypting: %w", err)
+				}
+				if err := c.limit.fits(ct); err != nil {
+					fail = &Failure{PK: b.pks[i], Column: c.name, Err: err}
+					break cols
 				}
 				out[ci] = ct
 				if isPlain {
@@ -721,12 +865,16 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []Failure, err
 				if err != nil {
 					return st, nil, fmt.Errorf("rotation: index column %s: %w", p.idx[k].q, err)
 				}
+				if err := p.idx[k].limit.fits([]byte(v)); err != nil {
+					fail = &Failure{PK: b.pks[i], Column: p.idx[k].name, Err: err}
+					break cols
+				}
 				out[nc+k] = []byte(v)
 				index++
 			}
 		}
 		if fail != nil {
-			fails = append(fails, *fail)
+			fails = append(fails, rowFailure{row: i, f: *fail})
 			continue
 		}
 		if values+plain+index == 0 {
@@ -739,6 +887,35 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []Failure, err
 		st.index += index
 	}
 	return st, fails, nil
+}
+
+// valueError reports whether err, from Cipher.Open, is about the value
+// itself: every error it wraps comes down to encryptedtype.ErrAuth,
+// ErrMalformed, ErrNotEncrypted or ErrUnknownVersion. Such a value fails
+// its row. Any other error (a key provider's I/O error, an invalid key, or
+// ErrUnknownVersion together with a failed reload of the provider, as
+// *encryptedtype.Codec returns it) would fail every row alike, and stops
+// the job instead.
+func valueError(err error) bool {
+	switch err {
+	case nil:
+		return false
+	case encryptedtype.ErrAuth, encryptedtype.ErrMalformed, encryptedtype.ErrNotEncrypted, encryptedtype.ErrUnknownVersion:
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return valueError(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		errs := u.Unwrap()
+		for _, e := range errs {
+			if !valueError(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	return false
 }
 
 // open decrypts a value of column c. In a column being converted, a value
@@ -794,6 +971,12 @@ func (r *runner) checkIndexes(ctx context.Context) error {
 			}
 			pt, _, err := r.open(ctx, src, pr.v)
 			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if !valueError(err) {
+					return fmt.Errorf("rotation: decrypting a value of column %s: %w", src.q, err)
+				}
 				continue // reported when its row comes up
 			}
 			want, err := vc.ComputeVersion(version, string(pt))

@@ -246,9 +246,16 @@ func TestTransform(t *testing.T) {
 	add("6", []byte("v1:AAAA"), seal(old, "z"), nil, nil)                              // a malformed
 	add("7", []byte(""), nil, []byte(""), nil)                                         // empty: plaintext in c, not in a
 
-	st, fails, err := r.transform(ctx, b)
+	st, rowFails, err := r.transform(ctx, b)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var fails []Failure
+	for _, rf := range rowFails {
+		if b.pks[rf.row] != rf.f.PK {
+			t.Errorf("failure of row %s given as row %d (%s)", rf.f.PK, rf.row, b.pks[rf.row])
+		}
+		fails = append(fails, rf.f)
 	}
 	if st.rows != 2 || st.values != 2 || st.plaintext != 1 || st.index != 2 {
 		t.Errorf("stats %+v", st)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Table describes a table whose columns colcrypt encrypts: its name, its
@@ -170,9 +171,10 @@ type colPlan struct {
 	name      string
 	q         string
 	bytea     bool
-	charset   string // MySQL: the character set of a text column
-	plaintext bool   // Options.EncryptPlaintext names it
-	idx       []int  // positions in plan.idx
+	charset   string      // MySQL: the character set of a text column
+	limit     lengthLimit // the most a value holds
+	plaintext bool        // Options.EncryptPlaintext names it
+	idx       []int       // positions in plan.idx
 }
 
 // idxPlan is one blind-index column of a plan.
@@ -180,13 +182,43 @@ type idxPlan struct {
 	name    string
 	q       string
 	bytea   bool
-	charset string // MySQL: the character set of a text column
-	src     int    // position of the source column in plan.cols
+	charset string      // MySQL: the character set of a text column
+	limit   lengthLimit // the most a value holds
+	src     int         // position of the source column in plan.cols
 	ix      Indexer
 }
 
-func (c colPlan) ref() colRef { return colRef{q: c.q, bytea: c.bytea, charset: c.charset} }
-func (c idxPlan) ref() colRef { return colRef{q: c.q, bytea: c.bytea, charset: c.charset} }
+func (c colPlan) ref() colRef {
+	return colRef{q: c.q, bytea: c.bytea, charset: c.charset, limit: c.limit}
+}
+func (c idxPlan) ref() colRef {
+	return colRef{q: c.q, bytea: c.bytea, charset: c.charset, limit: c.limit}
+}
+
+// lengthLimit is the most a column holds, as the catalog declares it:
+// chars characters and bytes bytes (as the new value's UTF-8, which for the
+// ASCII of the wire format and of index values is its length in any
+// character set). Zero means no limit the job knows of. A new value that
+// does not fit is a failure of its row, never written: MySQL in a
+// non-strict sql_mode would cut it short, and PostgreSQL and a strict
+// MySQL would fail the whole batch.
+type lengthLimit struct {
+	chars, bytes int64
+}
+
+// fits returns nil when v fits within the limit, or else an error wrapping
+// ErrValueTooLong that gives the lengths, never the value.
+func (l lengthLimit) fits(v []byte) error {
+	if l.bytes > 0 && int64(len(v)) > l.bytes {
+		return fmt.Errorf("%w: the new value is %d bytes long and the column holds at most %d", ErrValueTooLong, len(v), l.bytes)
+	}
+	if l.chars > 0 {
+		if n := int64(utf8.RuneCount(v)); n > l.chars {
+			return fmt.Errorf("%w: the new value is %d characters long and the column holds at most %d", ErrValueTooLong, n, l.chars)
+		}
+	}
+	return nil
+}
 
 // width is the number of values in a row after its primary key.
 func (p *plan) width() int { return len(p.cols) + len(p.idx) }
@@ -198,6 +230,7 @@ func (p *plan) quote(name string) string { return p.sql().quote(name) }
 type attr struct {
 	typ     string // format_type
 	typname string // pg_type.typname (of the base type for a domain)
+	typmod  int    // atttypmod (the domain's typtypmod for a domain), -1 for none
 	notNull bool
 	attnum  int
 }
@@ -228,7 +261,9 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 	}
 	rows, err := db.QueryContext(ctx, `
 		SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-		       COALESCE(bt.typname, ty.typname), a.attnotnull, a.attnum
+		       COALESCE(bt.typname, ty.typname),
+		       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,
+		       a.attnotnull, a.attnum
 		FROM pg_attribute a
 		JOIN pg_type ty ON ty.oid = a.atttypid
 		LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
@@ -240,7 +275,7 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 	for rows.Next() {
 		var name string
 		var a attr
-		if err := rows.Scan(&name, &a.typ, &a.typname, &a.notNull, &a.attnum); err != nil {
+		if err := rows.Scan(&name, &a.typ, &a.typname, &a.typmod, &a.notNull, &a.attnum); err != nil {
 			rows.Close()
 			return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 		}
@@ -282,8 +317,15 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 		switch a.typname {
 		case "bytea":
 			return colRef{bytea: true}, nil
-		case "text", "varchar", "citext":
+		case "text", "citext":
 			return colRef{}, nil
+		case "varchar":
+			// varchar(n): the typmod is n + 4 (VARHDRSZ), in characters.
+			var ref colRef
+			if a.typmod >= 4 {
+				ref.limit.chars = int64(a.typmod - 4)
+			}
+			return ref, nil
 		}
 		return colRef{}, fmt.Errorf("%w: table %s: column %s is %s; %s must be text, varchar, citext or bytea", ErrInvalidTable, t, quoteIdent(name), a.typ, what)
 	})
@@ -306,7 +348,7 @@ func (p *plan) addColumns(plaintext []string, kind func(name, what string) (colR
 		if err != nil {
 			return err
 		}
-		cp := colPlan{name: c.Name, q: k.q, bytea: k.bytea, charset: k.charset, plaintext: plain[c.Name]}
+		cp := colPlan{name: c.Name, q: k.q, bytea: k.bytea, charset: k.charset, limit: k.limit, plaintext: plain[c.Name]}
 		if cp.q == "" {
 			cp.q = p.quote(c.Name)
 		}
@@ -320,7 +362,7 @@ func (p *plan) addColumns(plaintext []string, kind func(name, what string) (colR
 				k.q = p.quote(ix.Column)
 			}
 			cp.idx = append(cp.idx, len(p.idx))
-			p.idx = append(p.idx, idxPlan{name: ix.Column, q: k.q, bytea: k.bytea, charset: k.charset, src: len(p.cols), ix: ix.Indexer})
+			p.idx = append(p.idx, idxPlan{name: ix.Column, q: k.q, bytea: k.bytea, charset: k.charset, limit: k.limit, src: len(p.cols), ix: ix.Indexer})
 		}
 		p.cols = append(p.cols, cp)
 	}
