@@ -196,7 +196,7 @@ func TestRotationCLI(t *testing.T) {
 	r = cli.run(t, nil, append([]string{"rotate", "--batch-size", "64", "--workers", "2"}, table...)...)
 	noSecrets("rotate", r)
 	if r.code != 3 || !strings.Contains(r.stdout, fmt.Sprintf("rotated %d rows", n-1)) ||
-		!strings.Contains(r.stdout, "1 rows could not be decrypted and were left untouched") ||
+		!strings.Contains(r.stdout, "1 rows could not be rewritten and were left as they are") ||
 		!strings.Contains(r.stdout, `row 5: column "email": colcrypt: message authentication failed`) ||
 		!strings.Contains(r.stderr, "failed: row 5") || !strings.Contains(r.stderr, "progress:") {
 		t.Fatalf("rotate: %s", r)
@@ -285,7 +285,7 @@ func TestRotationCLI(t *testing.T) {
 	if _, err := f.db.ExecContext(ctx, f.q("UPDATE %s SET phone = 'plain +44 20' WHERE id IN (10, 11, 12)")); err != nil {
 		t.Fatal(err)
 	}
-	if r := cli.run(t, nil, append([]string{"rotate"}, table...)...); r.code != 3 || !strings.Contains(r.stdout, "3 rows could not be decrypted") ||
+	if r := cli.run(t, nil, append([]string{"rotate"}, table...)...); r.code != 3 || !strings.Contains(r.stdout, "3 rows could not be rewritten") ||
 		!strings.Contains(r.stdout, "value is not encrypted") {
 		t.Errorf("rotate over plaintext: %s", r)
 	}

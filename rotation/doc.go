@@ -51,7 +51,11 @@
 //     value) would not fit its column's declared length (ErrValueTooLong),
 //     so that no value is ever cut short. The row is reported (primary key
 //     and reason, never the value), later passes leave it alone, and Rotate
-//     ends with an error wrapping ErrFailures.
+//     ends with an error wrapping ErrFailures. One exception: in a column
+//     being converted (Options.EncryptPlaintext), a value that looks like
+//     a ciphertext of the active version is only found not to decrypt
+//     after the passes, which may have rewritten the row's other columns;
+//     that value itself is never written.
 //   - An error of the key provider that is not about a value (it cannot
 //     be reached, say) stops Rotate with that error, the batch in
 //     progress rolled back; running Rotate again resumes.

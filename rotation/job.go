@@ -24,7 +24,7 @@ var (
 	// be rewritten (a value that does not decrypt, or a new value too long
 	// for its column) and were left untouched, and by Verify when some
 	// values failed: the Result or Census lists them.
-	ErrFailures = errors.New("rotation: some values could not be decrypted")
+	ErrFailures = errors.New("rotation: some rows could not be rewritten")
 
 	// ErrValueTooLong is wrapped by the Failure of a row whose new value
 	// (the ciphertext, or a blind-index value) would not fit its column, as
@@ -43,7 +43,7 @@ var (
 	// ErrTooManyFailures is returned (wrapped) by Rotate when as many rows
 	// failed as Options.MaxFailures allows: usually a key version is
 	// missing from the keyring, and every row on it fails.
-	ErrTooManyFailures = errors.New("rotation: too many rows could not be decrypted")
+	ErrTooManyFailures = errors.New("rotation: too many rows could not be rewritten")
 )
 
 // A Cipher decrypts and encrypts column values in the wire format of

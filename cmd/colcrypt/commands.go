@@ -353,7 +353,7 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return codedError{exitInterrupted, errInterruptedRotation}
 	case errors.Is(err, rotation.ErrFailures):
-		fmt.Fprintf(stdout, "%d rows could not be decrypted and were left untouched:\n", len(res.Failures))
+		fmt.Fprintf(stdout, "%d rows could not be rewritten and were left as they are:\n", len(res.Failures))
 		for _, f := range res.Failures {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}

@@ -31,6 +31,13 @@ func TestParseDatabase(t *testing.T) {
 	}{
 		{url: "postgres://u:p@h/db", wantDriver: "pgx", wantDSN: "postgres://u:p@h/db", wantDialect: rotation.Postgres},
 		{url: "host=h dbname=db", wantDriver: "pgx", wantDSN: "host=h dbname=db", wantDialect: rotation.Postgres},
+		// A keyword=value string whose password holds "@/" or "@(" is not
+		// a MySQL DSN.
+		{url: "password=p@/x host=127.0.0.1 dbname=test", wantDriver: "pgx", wantDSN: "password=p@/x host=127.0.0.1 dbname=test", wantDialect: rotation.Postgres},
+		{url: "user=me@(corp) host=h dbname=d", driver: "postgres", wantDriver: "pgx", wantDSN: "user=me@(corp) host=h dbname=d", wantDialect: rotation.Postgres},
+		// A well-formed URL naming a file that cannot be read is not a
+		// syntax error, and the error says so without the password.
+		{url: "postgres://u:hunter2@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", wantErr: "names a file", wantNotInErr: "hunter2"},
 		{url: "mysql://root:pw@tcp(127.0.0.1:3306)/test?parseTime=true", wantDriver: "mysql", wantDSN: "root:pw@tcp(127.0.0.1:3306)/test?parseTime=true", wantDialect: rotation.MySQL},
 		{url: "MySQL://root@tcp(h:3306)/t", wantDriver: "mysql", wantDSN: "root@tcp(h:3306)/t", wantDialect: rotation.MySQL},
 		{url: "root@tcp(h:3306)/t", driver: "mysql", wantDriver: "mysql", wantDSN: "root@tcp(h:3306)/t", wantDialect: rotation.MySQL},
@@ -141,7 +148,7 @@ func TestSQLiteCommands(t *testing.T) {
 	// encrypt-existing; then verify decrypts everything.
 	both := []string{"--driver", "sqlite", "--database-url", file, "--table", `we"ird users`, "--column", "email", "--column", "note", "--progress", "none"}
 	code, stdout, _ = runCLI(t, append([]string{"rotate"}, both...)...)
-	if code != exitFailures || !strings.Contains(stdout, "60 rows could not be decrypted") || strings.Contains(stdout, "plain note") {
+	if code != exitFailures || !strings.Contains(stdout, "60 rows could not be rewritten") || strings.Contains(stdout, "plain note") {
 		t.Fatalf("rotate with plaintext: %d %q", code, stdout)
 	}
 	code, stdout, stderr = runCLI(t, append([]string{"encrypt-existing"}, both...)...)

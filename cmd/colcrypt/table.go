@@ -364,12 +364,20 @@ func parseDatabase(url, driver string) (database, error) {
 		return database{}, wrong("a "+scheme+":// URL", ": want postgres://, mysql:// or sqlite://")
 	case scheme == "" && hasPrefixFold(url, "file:"):
 		return database{}, wrong("an SQLite file: URI", "")
-	case scheme == "" && mysqlDSNRE.MatchString(url):
+	case scheme == "" && !pgKeywordRE.MatchString(url) && mysqlDSNRE.MatchString(url):
+		// A keyword=value string may hold "@/" in a value (a password).
 		return database{}, wrong("what looks like a MySQL DSN", ": write mysql://… or pass --driver mysql")
 	}
 	// Parsed here for a message of our own: pgx quotes what it cannot
 	// parse, with only a best-effort redaction of the password.
 	if _, err := pgconn.ParseConfig(url); err != nil {
+		// ParseConfig also reads the files the URL names (sslrootcert,
+		// sslcert, sslkey, passfile, service): a file it cannot read is
+		// no syntax error.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return database{}, fmt.Errorf("the database URL names a file (sslrootcert, sslcert, sslkey, passfile or service file) that cannot be read: %s: %w", pe.Op, pe.Err)
+		}
 		return database{}, usagef("the database URL is not a PostgreSQL URL or keyword=value string such as postgres://user:password@host:5432/dbname (not repeated here, as it may hold a password)")
 	}
 	return database{driver: "pgx", dsn: url, dialect: rotation.Postgres}, nil
