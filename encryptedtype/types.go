@@ -3,6 +3,7 @@ package encryptedtype
 import (
 	"bytes"
 	"database/sql/driver"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,6 +266,11 @@ func findRedacting(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
 		return nil
 	}
 	seen[t] = true
+	if t.Kind() == reflect.Pointer {
+		// A pointer has the methods of what it points to, and no package:
+		// look at that.
+		return findRedacting(t.Elem(), seen)
+	}
 	marshaler := reflect.TypeFor[json.Marshaler]()
 	if t.Implements(marshaler) || reflect.PointerTo(t).Implements(marshaler) {
 		if strings.HasPrefix(t.PkgPath(), modulePath+"/") && t.Implements(marshaler) {
@@ -274,8 +280,12 @@ func findRedacting(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
 		}
 		return nil // encoding/json does not look inside a Marshaler
 	}
+	textMarshaler := reflect.TypeFor[encoding.TextMarshaler]()
+	if t.Implements(textMarshaler) || reflect.PointerTo(t).Implements(textMarshaler) {
+		return nil // nor inside a TextMarshaler
+	}
 	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
+	case reflect.Slice, reflect.Array:
 		return findRedacting(t.Elem(), seen)
 	case reflect.Map:
 		return findRedacting(t.Elem(), seen)

@@ -174,7 +174,7 @@ func TestRedaction(t *testing.T) {
 	u := user{Email: NewString(secret), Phone: &phone, Token: NewBytes([]byte(secret)), Profile: NewJSON(profile{Name: secret})}
 	h := hidden{u.Email, u.Token, u.Profile}
 	leaks := func(out string) bool {
-		return strings.Contains(out, secret) || strings.Contains(out, "555") ||
+		return strings.Contains(out, secret) || strings.Contains(out, "+1 555 0100") ||
 			strings.Contains(strings.ToLower(out), fmt.Sprintf("%x", secret)[:12]) ||
 			strings.Contains(out, fmt.Sprint([]byte(secret))[1:20])
 	}
@@ -267,6 +267,11 @@ func TestJSONRefusesEscapedMarker(t *testing.T) {
 	}
 }
 
+// asText encodes itself as text: encoding/json never reaches Inner.
+type asText struct{ Inner String }
+
+func (asText) MarshalText() ([]byte, error) { return []byte("as text"), nil }
+
 // A colcrypt type inside a JSON column would be stored as the marker:
 // Value refuses it instead of losing the data.
 func TestJSONRefusesNestedColumnTypes(t *testing.T) {
@@ -289,6 +294,11 @@ func TestJSONRefusesNestedColumnTypes(t *testing.T) {
 		NewJSON(map[string]Bytes{"k": NewBytes([]byte{1})}),
 		NewJSON(NewString("x")),
 		NewJSON([]JSON[int]{NewJSON(1)}),
+		NewJSON(struct{ Email *String }{}),
+		NewJSON([]*String{nil}),
+		NewJSON(map[string]*Bytes{}),
+		NewJSON(NewJSON(1)),
+		NewJSON(func() *String { s := NewString("x"); return &s }()),
 	}
 	for _, v := range refused {
 		_, err := v.Value()
@@ -296,7 +306,7 @@ func TestJSONRefusesNestedColumnTypes(t *testing.T) {
 			t.Errorf("%T: got %v, want a refusal naming the marker", v, err)
 		}
 	}
-	for _, v := range []driver.Valuer{NewJSON(ignored{Name: "x", hidden: NewString("y")}), NewJSON(profile{Name: "A"}), NewJSON(map[string]any{"a": 1})} {
+	for _, v := range []driver.Valuer{NewJSON(ignored{Name: "x", hidden: NewString("y")}), NewJSON(profile{Name: "A"}), NewJSON(map[string]any{"a": 1}), NewJSON(asText{Inner: NewString("y")}), NewJSON(&asText{})} {
 		if _, err := v.Value(); err != nil {
 			t.Errorf("%T: %v", v, err)
 		}

@@ -25,8 +25,9 @@
 // The source field may be an encryptedtype.String or Bytes, a string or
 // []byte, or a pointer to one of them; a nil pointer gives a NULL index. The
 // index field may be a BlindIndex, *BlindIndex, string or *string. A string
-// cannot hold NULL, so the index of a pointer source must be one of the
-// other three (a string there is ErrTag).
+// cannot hold NULL: writing a nil source whose index field is a string is
+// ErrUnsupportedValue (it would store "", which a UNIQUE index takes once),
+// so a nullable source wants one of the other three.
 //
 // What the plugin sees: it computes index values in GORM callbacks from the
 // values GORM is about to write, so it covers Create (one row, a slice,
@@ -91,9 +92,8 @@ var (
 	ErrUnknownIndex = errors.New("gormcrypt: blind index not registered with the plugin")
 
 	// ErrTag is returned for a malformed colcrypt struct tag, an index
-	// field or source field of an unsupported type (including a string
-	// index field of a pointer source, which cannot hold its NULL index),
-	// or a source field that does not exist.
+	// field or source field of an unsupported type, or a source field that
+	// does not exist.
 	ErrTag = errors.New("gormcrypt: invalid colcrypt struct tag")
 
 	// ErrUnsupportedValue is returned when a source value is written in a
@@ -102,7 +102,8 @@ var (
 	// struct without the index column: writing it would leave the index
 	// stale. It is also returned for a plain string or []byte written to
 	// an encrypted source through a map or an upsert, which would be
-	// stored unencrypted.
+	// stored unencrypted, and for a nil source whose index field is a
+	// string, which cannot hold the NULL index.
 	ErrUnsupportedValue = errors.New("gormcrypt: cannot compute a blind index from this value")
 
 	// ErrNoField is returned by Where for a field that is neither an index
@@ -265,12 +266,6 @@ func (p *Plugin) parseBindings(s *schema.Schema) ([]binding, error) {
 		}
 		if !sourceFieldType(src.FieldType) {
 			return nil, fmt.Errorf("%w: %s.%s: source field %s is a %s; it must be an encryptedtype.String or Bytes, a string or []byte, or a pointer to one", ErrTag, s.Name, f.Name, src.Name, src.FieldType)
-		}
-		if f.FieldType == typeString && src.FieldType.Kind() == reflect.Pointer {
-			// A nil source has a NULL index, which a string cannot hold:
-			// it would store "", and a second such row would break a
-			// UNIQUE index.
-			return nil, fmt.Errorf("%w: %s.%s is a string, which cannot hold the NULL index of a nil %s; use *string or gormcrypt.BlindIndex", ErrTag, s.Name, f.Name, src.Name)
 		}
 		list = append(list, binding{index: ix, field: f, source: src})
 	}
@@ -437,6 +432,12 @@ func (b binding) fill(ctx context.Context, rv reflect.Value) error {
 	value, null, err := b.compute(src)
 	if err != nil {
 		return err
+	}
+	if null && b.field.FieldType == typeString {
+		// A nil source has a NULL index, which a string cannot hold: it
+		// would store "", and a second such row would break a UNIQUE
+		// index.
+		return fmt.Errorf("%w: %s is nil, and its index field %s is a string, which cannot hold the NULL index; make %s a *string or gormcrypt.BlindIndex", ErrUnsupportedValue, b.source.Name, b.field.Name, b.field.Name)
 	}
 	b.field.ReflectValueOf(ctx, rv).Set(b.typed(value, null))
 	return nil
@@ -713,8 +714,6 @@ func destBindings(model []binding, m, d *schema.Schema) []binding {
 			nb.unwritable = fmt.Errorf("%w: %s writes %s but has no updatable field for its blind index column %s; give %s one, like %s.%s (or update with the model or a map)", ErrUnsupportedValue, d.Name, b.source.DBName, b.field.DBName, d.Name, m.Name, b.field.Name)
 		case !indexFieldType(f.FieldType):
 			nb.unwritable = fmt.Errorf("%w: %s.%s, the blind index column %s, is a %s; an index field must be a gormcrypt.BlindIndex, *gormcrypt.BlindIndex, string or *string", ErrUnsupportedValue, d.Name, f.Name, f.DBName, f.FieldType)
-		case f.FieldType == typeString && src.FieldType.Kind() == reflect.Pointer:
-			nb.unwritable = fmt.Errorf("%w: %s.%s is a string, which cannot hold the NULL index of a nil %s; use *string or gormcrypt.BlindIndex", ErrUnsupportedValue, d.Name, f.Name, src.Name)
 		}
 		if nb.unwritable == nil {
 			nb.field = f

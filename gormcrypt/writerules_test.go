@@ -2,6 +2,8 @@ package gormcrypt_test
 
 import (
 	"errors"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
@@ -25,13 +27,14 @@ func TestUpsertDoUpdates(t *testing.T) {
 
 	// DO UPDATE SET email = excluded.email.
 	oc := upsertOn(clause.AssignmentColumns([]string{"email"}))
+	before := slices.Clone(oc.DoUpdates)
 	v := user{ID: u.ID, Email: encryptedtype.NewString("New@x.com"), Phone: ptr("2")}
 	if err := f.db.Clauses(oc).Create(&v).Error; err != nil {
 		t.Fatal(err)
 	}
 	f.check(t, u.ID, "new@x.com", sptr("1"))
-	if len(oc.DoUpdates) != 1 {
-		t.Errorf("the caller's clause was changed: %v", oc.DoUpdates)
+	if !reflect.DeepEqual(oc.DoUpdates, before) {
+		t.Errorf("the caller's clause was changed: %v, was %v", oc.DoUpdates, before)
 	}
 	// The same clause again, and a NULL source from the inserted row.
 	v = user{ID: u.ID, Email: encryptedtype.NewString("again@x.com")}
@@ -121,7 +124,8 @@ type patchPlain struct {
 	EmailBidx gormcrypt.BlindIndex
 }
 
-// patchStringIndex has a string index field for a pointer source.
+// patchStringIndex has a string index field for a pointer source: fine
+// while the source is set.
 type patchStringIndex struct {
 	Phone     *encryptedtype.String
 	PhoneBidx string
@@ -146,7 +150,6 @@ func TestUpdatesOtherStruct(t *testing.T) {
 		patchNoTag{Email: ptr("stale@x.com")},
 		&patchNoTag{Email: ptr("stale@x.com")},
 		patchPlain{Email: sptr("plain@x.com")},
-		patchStringIndex{Phone: ptr("2")},
 		unparsable{Email: ptr("stale@x.com")},
 	} {
 		err := f.db.Model(&u).Updates(d).Error
@@ -177,6 +180,17 @@ func TestUpdatesOtherStruct(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.check(t, u.ID, "selected@x.com", sptr("1"))
+
+	// A string index field takes a pointer source that is set; a nil one,
+	// whose index is NULL, is refused.
+	if err := f.db.Model(&u).Updates(patchStringIndex{Phone: ptr("2")}).Error; err != nil {
+		t.Fatal(err)
+	}
+	f.check(t, u.ID, "selected@x.com", sptr("2"))
+	if err := f.db.Model(&u).Select("Phone").Updates(patchStringIndex{}).Error; !errors.Is(err, gormcrypt.ErrUnsupportedValue) {
+		t.Errorf("Updates(patchStringIndex{}) selecting Phone: %v, want ErrUnsupportedValue", err)
+	}
+	f.check(t, u.ID, "selected@x.com", sptr("2"))
 }
 
 // strIdx has a string index field for a source that can be nil.
@@ -199,8 +213,25 @@ func TestStringIndexField(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A nil source would store "" in a string, not NULL: refused.
-	if err := f.db.Create(&strIdx{}).Error; !errors.Is(err, gormcrypt.ErrTag) {
-		t.Errorf("Create with a string index of a pointer source: %v, want ErrTag", err)
+	if err := f.db.Create(&strIdx{}).Error; !errors.Is(err, gormcrypt.ErrUnsupportedValue) {
+		t.Errorf("Create with a nil source and a string index: %v, want ErrUnsupportedValue", err)
+	}
+	// A set source is fine, and so are writes and reads that do not write
+	// a nil source.
+	phone := encryptedtype.NewString("555 0102")
+	si := strIdx{Phone: &phone}
+	if err := f.db.Create(&si).Error; err != nil {
+		t.Fatal(err)
+	}
+	if want := f.want(t, f.phone, "5550102"); si.PhoneBidx != want {
+		t.Errorf("PhoneBidx = %q, want %q", si.PhoneBidx, want)
+	}
+	var found strIdx
+	if err := f.db.Scopes(gormcrypt.Where("Phone", "555 0102")).First(&found).Error; err != nil || found.ID != si.ID {
+		t.Errorf("Where: %v, id %d", err, found.ID)
+	}
+	if err := f.db.Model(&si).Updates(map[string]any{"phone": nil}).Error; err != nil {
+		t.Errorf("Updates(map nil): %v", err)
 	}
 	// With a source that cannot be nil, a string works.
 	s := strIdxNotNull{Phone: encryptedtype.NewString("555 0100")}
