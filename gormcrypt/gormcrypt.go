@@ -112,11 +112,18 @@ var (
 )
 
 // BlindIndex is the column type of a blind-index field: it holds a stored
-// index value ("b<version>:…"), which the plugin computes. The zero
-// BlindIndex is SQL NULL, which a source holding nil gives. AutoMigrate
-// creates a text column; add gorm:"index" or gorm:"uniqueIndex" for the
-// B-tree a lookup needs.
-type BlindIndex struct{ v string }
+// index value ("b<version>:…"), which the plugin computes, or SQL NULL,
+// which a source holding nil gives. AutoMigrate creates a text column; add
+// gorm:"index" or gorm:"uniqueIndex" for the B-tree a lookup needs.
+//
+// The zero BlindIndex is neither: it is an index the plugin has not
+// computed, and writing it fails with ErrNoPlugin rather than store a NULL
+// that no lookup finds and no UNIQUE index constrains (as happens when the
+// plugin is not registered with db.Use, or the field has no colcrypt tag).
+type BlindIndex struct {
+	v   string
+	set bool // computed by the plugin, or read from the database
+}
 
 // String returns the stored index value, or "" for NULL. Index values are
 // not secret but do reveal which rows are equal.
@@ -125,24 +132,30 @@ func (b BlindIndex) String() string { return b.v }
 // Valid reports whether b holds a value (is not NULL).
 func (b BlindIndex) Valid() bool { return b.v != "" }
 
-// Value implements driver.Valuer: the stored text, or NULL for the zero
-// BlindIndex.
+// Value implements driver.Valuer: the stored text, or NULL. For the zero
+// BlindIndex, which the plugin has not computed, it returns an error
+// wrapping ErrNoPlugin.
 func (b BlindIndex) Value() (driver.Value, error) {
+	if !b.set {
+		return nil, errNotComputed
+	}
 	if b.v == "" {
 		return nil, nil
 	}
 	return b.v, nil
 }
 
+var errNotComputed = fmt.Errorf("%w: a BlindIndex field is written without a value the plugin computed: register the plugin (db.Use(gormcrypt.New(indexes...))) and tag the field colcrypt:\"blindindex:<name>;source:<Field>\"", ErrNoPlugin)
+
 // Scan implements sql.Scanner: it accepts text, bytes and NULL.
 func (b *BlindIndex) Scan(src any) error {
 	switch v := src.(type) {
 	case nil:
-		b.v = ""
+		*b = BlindIndex{set: true}
 	case string:
-		b.v = v
+		*b = BlindIndex{v: v, set: true}
 	case []byte:
-		b.v = string(v)
+		*b = BlindIndex{v: string(v), set: true}
 	default:
 		return fmt.Errorf("gormcrypt: cannot scan a %T into a BlindIndex", src)
 	}
@@ -405,6 +418,9 @@ func (b binding) compute(src any) (value string, null bool, err error) {
 func (b binding) typed(value string, null bool) reflect.Value {
 	t := b.field.FieldType
 	if null {
+		if t == typeBlindIndex {
+			return reflect.ValueOf(BlindIndex{set: true}) // NULL, computed
+		}
 		return reflect.Zero(t)
 	}
 	var v reflect.Value
@@ -420,7 +436,7 @@ func (b binding) typed(value string, null bool) reflect.Value {
 
 func setBase(v reflect.Value, value string) {
 	if v.Type() == typeBlindIndex {
-		v.Set(reflect.ValueOf(BlindIndex{value}))
+		v.Set(reflect.ValueOf(BlindIndex{v: value, set: true}))
 	} else {
 		v.SetString(value)
 	}
@@ -465,7 +481,7 @@ func (b binding) fillMap(m map[string]any, written func(*schema.Field) bool) err
 	if null {
 		m[b.field.DBName] = nil
 	} else {
-		m[b.field.DBName] = BlindIndex{value}
+		m[b.field.DBName] = BlindIndex{v: value, set: true}
 	}
 	return nil
 }
@@ -630,7 +646,7 @@ func (b binding) assignment(stmt *gorm.Statement, value any) (a clause.Assignmen
 		return a, false, err
 	}
 	if !null {
-		a.Value = BlindIndex{v}
+		a.Value = BlindIndex{v: v, set: true}
 	}
 	return a, false, nil
 }

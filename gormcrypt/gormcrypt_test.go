@@ -479,10 +479,40 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// Without the plugin, creating a row with a BlindIndex field fails instead
+// of storing a NULL index that no lookup finds and UNIQUE ignores.
+func TestCreateWithoutPlugin(t *testing.T) {
+	db, err := gorm.Open(sqlite.Open("file::memory:"), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type member struct {
+		ID        uint
+		Email     encryptedtype.String
+		EmailBidx gormcrypt.BlindIndex `gorm:"uniqueIndex" colcrypt:"blindindex:users.email;source:Email"`
+	}
+	if err := db.AutoMigrate(&member{}); err != nil {
+		t.Fatal(err)
+	}
+	ks := keyring(t, 1, key(t, 1, 1))
+	old := encryptedtype.Default()
+	encryptedtype.SetDefault(ks)
+	t.Cleanup(func() { encryptedtype.SetDefault(old.Provider()) })
+	if err := db.Create(&member{Email: encryptedtype.NewString("a@x.com")}).Error; !errors.Is(err, gormcrypt.ErrNoPlugin) {
+		t.Fatalf("Create without the plugin: %v, want ErrNoPlugin", err)
+	}
+	var n int64
+	if err := db.Model(&member{}).Count(&n).Error; err != nil || n != 0 {
+		t.Fatalf("%d rows, %v; want none written", n, err)
+	}
+}
+
 func TestBlindIndexColumnType(t *testing.T) {
+	// The zero BlindIndex was never computed: writing it is an error, not
+	// a NULL that no lookup would find.
 	var b gormcrypt.BlindIndex
-	if v, err := b.Value(); v != nil || err != nil {
-		t.Errorf("zero BlindIndex Value = %v, %v, want NULL", v, err)
+	if v, err := b.Value(); v != nil || !errors.Is(err, gormcrypt.ErrNoPlugin) {
+		t.Errorf("zero BlindIndex Value = %v, %v, want ErrNoPlugin", v, err)
 	}
 	for _, src := range []any{"b1:AAAA", []byte("b1:AAAA")} {
 		if err := b.Scan(src); err != nil || b.String() != "b1:AAAA" || !b.Valid() {
@@ -494,6 +524,9 @@ func TestBlindIndexColumnType(t *testing.T) {
 	}
 	if err := b.Scan(nil); err != nil || b.Valid() {
 		t.Errorf("Scan(nil) = %v, valid %v", err, b.Valid())
+	}
+	if v, err := b.Value(); v != nil || err != nil {
+		t.Errorf("NULL read back: Value = %v, %v, want NULL", v, err)
 	}
 	if err := b.Scan(42); err == nil {
 		t.Error("Scan(42) accepted")
