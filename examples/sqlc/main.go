@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/colcrypt/colcrypt/blindindex"
@@ -129,15 +130,32 @@ func run(ctx context.Context) error {
 	fmt.Printf("   Profile.Plaintext()  %+v\n", f.Profile.Plaintext())
 	fmt.Printf("   printed with %%+v:    %+v\n", f)
 
-	// 4. NULL stays NULL: a nil *encryptedtype.String writes NULL.
-	if err := q.UpdatePhone(ctx, db.UpdatePhoneParams{ID: u.ID, Phone: nil}); err != nil {
+	// 4. "" stays "" (encrypted like any value) and NULL stays NULL (a nil
+	// *encryptedtype.String writes NULL).
+	empty := encryptedtype.NewString("")
+	if err := q.UpdatePhone(ctx, db.UpdatePhoneParams{ID: u.ID, Phone: &empty}); err != nil {
 		return fmt.Errorf("UpdatePhone: %w", err)
 	}
 	again, err := q.GetUser(ctx, u.ID)
 	if err != nil {
 		return fmt.Errorf("GetUser: %w", err)
 	}
-	fmt.Printf("\n4. After UpdatePhone(nil), GetUser reads Phone as %v.\n", again.Phone)
+	if again.Phone == nil || again.Phone.Plaintext() != "" {
+		return errors.New(`UpdatePhone("") did not read back as ""`)
+	}
+	if err := q.UpdatePhone(ctx, db.UpdatePhoneParams{ID: u.ID, Phone: nil}); err != nil {
+		return fmt.Errorf("UpdatePhone: %w", err)
+	}
+	if again, err = q.GetUser(ctx, u.ID); err != nil {
+		return fmt.Errorf("GetUser: %w", err)
+	}
+	if raw, err = q.RawUser(ctx, u.ID); err != nil {
+		return err
+	}
+	if again.Phone != nil || raw.Phone != "NULL" {
+		return errors.New("UpdatePhone(nil) did not store NULL")
+	}
+	fmt.Println("\n4. UpdatePhone(\"\") reads back \"\"; UpdatePhone(nil) stores NULL and reads back nil.")
 
 	// 5. The unique blind index refuses a second account for the same
 	// address in another case.
@@ -149,8 +167,9 @@ func run(ctx context.Context) error {
 		Name: "Impostor", Email: encryptedtype.NewString("ADA.LOVELACE@EXAMPLE.COM"), EmailBidx: dupBidx,
 		Profile: encryptedtype.NewJSON(model.Profile{}),
 	})
-	if err == nil {
-		return errors.New("a duplicate email was accepted")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" { // unique_violation
+		return fmt.Errorf("a duplicate email: want a unique violation, got %v", err)
 	}
 	fmt.Println("\n5. A second user with ADA.LOVELACE@EXAMPLE.COM is refused by the UNIQUE blind index.")
 	return nil
