@@ -457,9 +457,10 @@ func TestBlindIndexLookupUsesBTree(t *testing.T) {
 // 100 000-row table, both B-tree indexed, one row found per lookup.
 //
 // Each iteration of "sql" (database/sql over pgx's stdlib driver, one
-// connection, prepared statements cached) runs, for three different rows:
+// connection, prepared statements cached) runs, for four different rows:
 //
 //   - plaintext: "WHERE email_plain = $1", scan the email (the floor);
+//   - eq: Compute, "WHERE email_bidx = $1", scan and decrypt the email;
 //   - pair: LookupPair, "WHERE email_bidx IN ($1, $2)", scan and decrypt
 //     the email;
 //   - any: Lookup, "WHERE email_bidx = ANY($1)", scan and decrypt.

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -34,11 +35,26 @@ func (rotGormUser) TableName() string { return rotGormTable }
 
 // TestRotationGORMModel derives the table description from a GORM model
 // (gormrotation.Describe), rotates it, and reads it back through GORM,
-// finding rows by their blind index under the new index key.
+// finding rows by their blind index under the new index key, on Postgres.
 func TestRotationGORMModel(t *testing.T) {
-	const n = 300
 	dsn := databaseURL(t)
-	db := openSQL(t, dsn)
+	testRotationGORMModel(t, postgres.Open(dsn), openSQL(t, dsn), func(name string) string { return `"` + name + `"` })
+}
+
+// TestRotationMySQLGORMModel is TestRotationGORMModel on MySQL/MariaDB.
+func TestRotationMySQLGORMModel(t *testing.T) {
+	d := mysqlDialect(mysqlURL(t))
+	testRotationGORMModel(t, d.gorm(t), d.open(t), d.quote)
+}
+
+// TestRotationSQLiteGORMModel is TestRotationGORMModel on SQLite.
+func TestRotationSQLiteGORMModel(t *testing.T) {
+	d := sqliteDialect(t)
+	testRotationGORMModel(t, d.gorm(t), d.open(t), d.quote)
+}
+
+func testRotationGORMModel(t *testing.T, dialector gorm.Dialector, db *sql.DB, quote func(string) string) {
+	const n = 300
 	keys := newKeyring(t)
 	keys.use(1)
 	ikeys := newRotIndexKeys(t, 1, 2)
@@ -47,7 +63,7 @@ func TestRotationGORMModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotGormTable = uniqueName(t)
-	gdb, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	gdb, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +76,7 @@ func TestRotationGORMModel(t *testing.T) {
 	if err := gdb.AutoMigrate(&rotGormUser{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { dropTable(t, db, `"`+rotGormTable+`"`) })
+	t.Cleanup(func() { dropTable(t, db, quote(rotGormTable)) })
 	users := make([]rotGormUser, n)
 	for i := range users {
 		users[i] = rotGormUser{Name: fmt.Sprint("user ", i), Email: encryptedtype.NewString(fmt.Sprintf("GormUser%d@Example.com", i))}
