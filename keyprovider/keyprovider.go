@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // KeySize is the size in bytes of every key: AES-256 and HMAC-SHA256 keys
@@ -199,9 +200,23 @@ func (s *Static) Key(version uint32) (Key, error) {
 	}
 	k, ok := s.keys[version]
 	if !ok {
-		return Key{}, fmt.Errorf("%w: %d", ErrUnknownVersion, version)
+		// The versions held (not secret: every value names its own) tell
+		// an operator which key is missing from the environment.
+		return Key{}, fmt.Errorf("%w: %d (the keyring holds %s)", ErrUnknownVersion, version, versionList(s.Versions()))
 	}
 	return k, nil
+}
+
+// versionList formats versions as "1, 2 and 5".
+func versionList(vs []uint32) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = strconv.FormatUint(uint64(v), 10)
+	}
+	if len(parts) < 2 {
+		return "version " + strings.Join(parts, "")
+	}
+	return "versions " + strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // Versions returns the versions the keyring holds, in ascending order.

@@ -192,6 +192,16 @@ func TestStaticUnknownVersion(t *testing.T) {
 		if k.Valid() {
 			t.Errorf("Key(%d) returned a valid key with its error", v)
 		}
+		if !strings.Contains(err.Error(), "(the keyring holds version 1)") {
+			t.Errorf("Key(%d) error %q does not name the versions held", v, err)
+		}
+	}
+	three, err := NewStatic(5, mustKey(t, 1, testSecret(1)), mustKey(t, 5, testSecret(5)), mustKey(t, 3, testSecret(3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := three.Key(2); err == nil || !strings.HasSuffix(err.Error(), "2 (the keyring holds versions 1, 3 and 5)") {
+		t.Errorf("Key(2) error %v", err)
 	}
 }
 
