@@ -186,7 +186,10 @@ func (j JSON[T]) Value() (driver.Value, error) {
 	}
 	if t := redactingIn(reflect.TypeFor[T]()); t != nil {
 		var zero T
-		return nil, fmt.Errorf("colcrypt: encoding JSON column: %T holds a %v, which encodes as \"[REDACTED]\"; use plain fields inside a JSON column", zero, t)
+		if t == reflect.TypeFor[T]() {
+			return nil, fmt.Errorf("colcrypt: encoding JSON column: %v encodes as \"[REDACTED]\"; use plain fields inside a JSON column", t)
+		}
+		return nil, fmt.Errorf("colcrypt: encoding JSON column: %T holds a value of type %v, which encodes as \"[REDACTED]\"; use plain fields inside a JSON column", zero, t)
 	}
 	pt, err := json.Marshal(j.Plaintext())
 	if err != nil {

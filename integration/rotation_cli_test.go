@@ -222,7 +222,7 @@ func TestRotationCLI(t *testing.T) {
 		t.Errorf("rotate after the repair: %s", r)
 	}
 	r = cli.run(t, nil, append([]string{"status", "--check"}, table...)...)
-	if r.code != 0 || !strings.Contains(r.stdout, "Every value is under the active key versions.") {
+	if r.code != 0 || !strings.Contains(r.stdout, "Every value is under the active key versions.") || strings.Contains(r.stderr, "WARNING") {
 		t.Errorf("status --check after: %s", r)
 	}
 	if r := cli.run(t, nil, append([]string{"verify"}, table...)...); r.code != 0 || !strings.Contains(r.stdout, "every value decrypts and every blind index value matches") {
@@ -246,6 +246,16 @@ func TestRotationCLI(t *testing.T) {
 		{nil, []string{"status", "--table", f.name, "--column", "emial"}, 1, `has no column "emial"`},
 		{nil, []string{"status", "--table", f.name, "--pk", "email", "--column", "blob"}, 1, "no unique index"},
 		{nil, []string{"rotate", "--table", f.name, "--column", "email", "--blind-index", "email_bidx=email"}, 1, "blind index values do not match"},
+		// status checks the --blind-index settings as rotate does.
+		{nil, []string{"status", "--table", f.name, "--column", "email", "--blind-index", "email_bidx=email,normalize=trimspace"}, 3, "blind index values do not match"},
+		{nil, []string{"status", "--check", "--table", f.name, "--column", "email", "--blind-index", "email_bidx=email,name=other.email,normalize=trimspace+nfkc+fold"}, 3, "blind index values do not match"},
+		// Two index key versions and no --blind-index: warned, and status
+		// --check cannot say the rotation is done.
+		{nil, []string{"status", "--check", "--table", f.name, "--column", "email", "--column", "blob", "--column", "phone"}, 3,
+			"WARNING: COLCRYPT_INDEX_KEYS holds index key versions 1, 2"},
+		{nil, []string{"status", "--check", "--table", f.name, "--column", "email", "--column", "blob", "--column", "phone"}, 3,
+			"status --check cannot vouch for index values it was not told about"},
+		{nil, []string{"verify", "--table", f.name, "--column", "email"}, 0, "no --blind-index was given"},
 		{nil, []string{"rotate", "--database-url", "postgres://127.0.0.1:1/x?connect_timeout=2", "--table", f.name, "--column", "email"}, 1, "connecting to the database"},
 		{nil, []string{"rotate", "--table", f.name}, 2, "--column"},
 		// A PostgreSQL URL with --driver sqlite: refused, without the URL.
@@ -268,6 +278,12 @@ func TestRotationCLI(t *testing.T) {
 		noSecrets(strings.Join(tc.args, " "), r)
 		if strings.Contains(r.stdout+r.stderr, "S3cretPW") {
 			t.Errorf("colcrypt %q with %q: the password is in the output:\n%s", tc.args, tc.env, r)
+		}
+		if tc.args[0] == "rotate" && strings.Contains(tc.msg, "do not match") && strings.Contains(r.stdout, "rotated") {
+			t.Errorf("colcrypt %q refused to run but printed a summary:\n%s", tc.args, r)
+		}
+		if tc.args[0] == "status" && r.code != 0 && strings.Contains(r.stdout, "Every value is under the active key versions") {
+			t.Errorf("colcrypt %q failed but says every value is done:\n%s", tc.args, r)
 		}
 		if tc.code == 0 && slices.ContainsFunc(tc.args, func(a string) bool { return a == "-h" || a == "--help" }) &&
 			(!strings.Contains(r.stdout, "Usage:") || r.stderr != "") {

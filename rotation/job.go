@@ -37,7 +37,8 @@ var (
 	// anything, when an Indexer does not reproduce the index values stored
 	// in the table: it is not configured as the application's index is
 	// (name, normaliser, bits or keys), and the values it would write would
-	// break lookups. Verify reports values that do not match with it.
+	// break lookups. CheckIndexes runs the same check on its own, and
+	// Verify reports values that do not match with it.
 	ErrIndexMismatch = errors.New("rotation: blind index values do not match their Indexer")
 
 	// ErrTooManyFailures is returned (wrapped) by Rotate when as many rows

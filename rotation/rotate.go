@@ -931,6 +931,30 @@ func (r *runner) open(ctx context.Context, c colPlan, raw []byte) (pt []byte, pl
 	return pt, false, err
 }
 
+// CheckIndexes runs the check Rotate makes before it writes anything: for
+// every blind index of the table whose Indexer can compute old versions
+// (a *blindindex.Index can), it reads up to 16 rows with both the source
+// value and the index value set, in primary-key order, decrypts the source
+// values and recomputes their index values under the index-key versions
+// stored. It returns an error wrapping ErrIndexMismatch, naming the index
+// column and how many of the values checked differ, when any differs: the
+// Indexer is not configured as the application's (index name, normaliser,
+// bits, slow mode or index keys), and Rotate would refuse to run with it.
+//
+// It returns nil when every value checked matches, and also when nothing
+// could be checked: no blind index, no row with both values set, or only
+// values that do not decrypt or are under an index-key version the Indexer
+// lacks. It writes nothing and locks no rows; Verify checks every value,
+// not a sample.
+func (j *Job) CheckIndexes(ctx context.Context) error {
+	p, err := resolve(ctx, j.db, j.table, nil)
+	if err != nil {
+		return j.hint(err)
+	}
+	r := &runner{j: j, p: p}
+	return r.checkIndexes(ctx)
+}
+
 // checkIndexes checks, before anything is written, that every Indexer that
 // can recompute old versions reproduces a sample of the stored index
 // values: an Indexer configured differently from the application's would

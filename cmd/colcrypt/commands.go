@@ -72,9 +72,24 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(stdout, "%s=%s\n%s=%d\n", keysVar, keyprovider.EncodeKeys(append(existing, key)...), activeVar, v)
+	if len(existing) == 0 {
+		use, again := "encrypts every value the application writes, and without it they cannot be read", "--add"
+		if *index {
+			use, again = "computes every blind index value the application writes, and without it lookups find nothing", "--add --index"
+		}
+		fmt.Fprintf(stderr, "colcrypt keygen: %s was not set: this starts it with key version %d, active (%s); this output is secret.\n"+
+			"Give both variables to every application instance and keep a safe copy: this key %s. "+
+			"There is nothing to rotate; to replace the key later, run `colcrypt keygen %s` with both variables set.\n",
+			keysVar, v, activeVar, use, again)
+		return nil
+	}
+	then := "run `colcrypt rotate` with the table flags; keep the old versions until `colcrypt status --check` with the same flags exits 0"
+	if *index {
+		then = "run `colcrypt rotate` with a --" + flagBlindIndexName + " for every blind index of the table (without it, index values are not rotated); " +
+			"keep the old versions until `colcrypt status --check` with the same flags exits 0"
+	}
 	fmt.Fprintf(stderr, "colcrypt keygen: key version %d added to %s and made active (%s); this output is secret.\n"+
-		"Deploy both variables to every application instance, then run `colcrypt rotate`; keep the old versions until `colcrypt status` shows no value left on them.\n",
-		v, keysVar, activeVar)
+		"Deploy both variables to every application instance, then %s.\n", v, keysVar, activeVar, then)
 	return nil
 }
 
@@ -92,6 +107,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer st.close()
+	st.warnUnindexed(stderr, "status")
 	var c *rotation.Census
 	if *decrypt {
 		c, err = st.job.Verify(ctx, rotation.VerifyOptions{SkipIndexes: true})
@@ -101,12 +117,29 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if c, err = st.job.Census(ctx); err != nil {
 		return err
 	}
-	printCensus(stdout, c, st)
+	// The --blind-index settings, checked against a sample of the stored
+	// index values as rotate checks them before it starts.
+	var mismatch error
+	if len(tf.indexes) > 0 {
+		if err := st.job.CheckIndexes(ctx); errors.Is(err, rotation.ErrIndexMismatch) {
+			mismatch = err
+		} else if err != nil {
+			return err
+		}
+	}
+	printCensus(stdout, c, st, mismatch != nil)
+	if mismatch != nil {
+		return codedError{exitFailures, fmt.Errorf("%w; rotate refuses to run with these --%s settings, and would break lookups if it did not", mismatch, flagBlindIndexName)}
+	}
 	if c.FailureCount > 0 {
 		return codedError{exitFailures, fmt.Errorf("%d values do not decrypt; `colcrypt verify` lists them", c.FailureCount)}
 	}
 	if *check && !c.Done() {
 		return codedError{exitFailures, errors.New(notDone(c))}
+	}
+	if *check && len(st.unindexed) > 0 {
+		return codedError{exitFailures, fmt.Errorf("not done: the blind index columns of %s were not checked (no --%s, while %s holds versions %s); status --check cannot vouch for index values it was not told about",
+			st.job.Table(), flagBlindIndexName, envIndexKeys, versionList(st.unindexed))}
 	}
 	return nil
 }
@@ -135,8 +168,10 @@ func notDone(c *rotation.Census) string {
 	return "not done: " + strings.Join(parts, "; ")
 }
 
-// printCensus writes a census as tables.
-func printCensus(w io.Writer, c *rotation.Census, st *setup) {
+// printCensus writes a census as tables, and a line that sums it up:
+// mismatch reports that the --blind-index settings do not reproduce the
+// stored index values.
+func printCensus(w io.Writer, c *rotation.Census, st *setup, mismatch bool) {
 	t := c.Table
 	fmt.Fprintf(w, "Table %s (primary key %s): %d rows\n", t, strconv.Quote(t.PrimaryKey), c.Rows)
 	fmt.Fprintf(w, "Data key: version %d active; keyring holds %s\n", c.ActiveVersion, versionList(st.keys.Versions()))
@@ -212,6 +247,11 @@ func printCensus(w io.Writer, c *rotation.Census, st *setup) {
 	}
 	fmt.Fprintln(w)
 	switch {
+	case mismatch:
+		fmt.Fprintf(w, "The --%s settings do not reproduce the stored index values (see the error below): fix them to match the application's before `colcrypt rotate`.\n", flagBlindIndexName)
+	case c.Done() && len(st.unindexed) > 0:
+		fmt.Fprintf(w, "Every value of the --column columns is under the active data key version; the blind index columns were not looked at (no --%s, while %s holds versions %s).\n",
+			flagBlindIndexName, envIndexKeys, versionList(st.unindexed))
 	case c.Done():
 		fmt.Fprintln(w, "Every value is under the active key versions.")
 	case c.Pending > 0:
@@ -289,6 +329,7 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		return err
 	}
 	defer st.close()
+	st.warnUnindexed(stderr, name)
 
 	verb := "rotating"
 	if name == "encrypt-existing" {
@@ -318,12 +359,17 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 	case name == "encrypt-existing":
 		what = "rewrote"
 	}
-	passes := "1 pass"
-	if res.Passes != 1 {
-		passes = fmt.Sprintf("%d passes", res.Passes)
+	// The summary, once the job has started: not when it refused to (a
+	// --blind-index that does not match, a batch too large), which would
+	// read like "nothing left to do".
+	if err == nil || res.Passes > 0 {
+		passes := "1 pass"
+		if res.Passes != 1 {
+			passes = fmt.Sprintf("%d passes", res.Passes)
+		}
+		fmt.Fprintf(stdout, "%s %d rows of %s (%d values re-encrypted, %d plaintext values encrypted, %d index values recomputed) in %s, %s\n",
+			what, res.Rows, st.job.Table(), res.Values, res.Plaintext, res.IndexValues, res.Elapsed.Round(time.Millisecond), passes)
 	}
-	fmt.Fprintf(stdout, "%s %d rows of %s (%d values re-encrypted, %d plaintext values encrypted, %d index values recomputed) in %s, %s\n",
-		what, res.Rows, st.job.Table(), res.Values, res.Plaintext, res.IndexValues, res.Elapsed.Round(time.Millisecond), passes)
 	switch {
 	case err == nil:
 		if *dry || *single {
@@ -348,7 +394,15 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 				return verr
 			}
 		}
-		fmt.Fprintf(stdout, "every value of %s is now under key version %d\n", st.job.Table(), activeVersion(st.keys))
+		fmt.Fprintf(stdout, "every value of %s is now under key version %d", st.job.Table(), activeVersion(st.keys))
+		switch {
+		case st.ikeys != nil:
+			fmt.Fprintf(stdout, ", and every blind index value under index key version %d", activeVersion(st.ikeys))
+		case len(st.unindexed) > 0:
+			fmt.Fprintf(stdout, "; the blind index columns were not rotated (no --%s)", flagBlindIndexName)
+		}
+		fmt.Fprintln(stdout)
+		st.warnUnindexed(stderr, name) // again, after the progress lines
 		return nil
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return codedError{exitInterrupted, errInterruptedRotation}
@@ -362,6 +416,8 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		return codedError{exitFailures, err}
 	case ctx.Err() != nil: // a driver's own error for a cancelled query
 		return codedError{exitInterrupted, errInterruptedRotation}
+	case errors.Is(err, rotation.ErrIndexMismatch):
+		return fmt.Errorf("%w; nothing was written (`colcrypt status` with the same flags checks them too)", err)
 	}
 	return err
 }
@@ -392,6 +448,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer st.close()
+	st.warnUnindexed(stderr, "verify")
 	c, err := st.job.Verify(ctx, rotation.VerifyOptions{
 		BatchSize:   *batch,
 		SkipIndexes: *skip,
@@ -405,8 +462,11 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return codedError{exitFailures, fmt.Errorf("%d values of %s failed (listed above) in %d rows checked", c.FailureCount, st.job.Table(), c.Rows)}
 	}
 	fmt.Fprintf(stdout, "verified %d rows of %s: every value decrypts", c.Rows, st.job.Table())
-	if len(c.Indexes) > 0 && !*skip {
+	switch {
+	case len(c.Indexes) > 0 && !*skip:
 		fmt.Fprint(stdout, " and every blind index value matches")
+	case len(st.unindexed) > 0:
+		fmt.Fprintf(stdout, "; the blind index columns were not checked (no --%s)", flagBlindIndexName)
 	}
 	fmt.Fprintln(stdout)
 	return nil

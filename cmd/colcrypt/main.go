@@ -51,7 +51,9 @@ Commands:
                     print the keyring from the environment with the new key added
                     and made active, as VAR=VALUE lines
   status            count the table's values by key version: NULL, plaintext,
-                    malformed, under a key the keyring lacks, and still to rotate
+                    malformed, under a key the keyring lacks, and still to rotate;
+                    check the --blind-index settings against a sample of the
+                    stored index values, as rotate does before it starts
   rotate            re-encrypt every value not under the active key version, and
                     recompute every blind index value not under the active index
                     key, while the application runs; safe to interrupt and rerun
@@ -79,8 +81,10 @@ Table flags:
                        name is the index name (default TABLE.SOURCE_COLUMN); F is
                        trimspace, nfkc, fold or digits; bits is 1-256 (default 256);
                        slow selects Argon2id (time T, memory M KiB, threads P).
-                       They must match the application's index exactly; rotate
-                       checks them against stored values before writing.
+                       They must match the application's index exactly; status
+                       and rotate check them against stored values (rotate before
+                       writing). A blind index not given is neither counted,
+                       rotated nor verified.
 
 Rotate flags:
   --batch-size N       rows per transaction (default 1000)
@@ -96,16 +100,31 @@ Keys (from the environment):
   COLCRYPT_ACTIVE_KEY         the version to write (optional with a single key)
   COLCRYPT_INDEX_KEYS         blind index root keys, for --blind-index
   COLCRYPT_ACTIVE_INDEX_KEY   the active index key version
+  While COLCRYPT_INDEX_KEYS holds more than one version (an index key rotation),
+  status, rotate and verify without --blind-index warn that they leave the blind
+  index columns out, and status --check exits 3: it cannot vouch for index values
+  it was not told about. For a table without blind indexes, unset
+  COLCRYPT_INDEX_KEYS for the command.
 
-Exit status: 0 done; 1 error; 2 bad usage; 3 rows failed to decrypt (rotate,
-encrypt-existing, verify, status --decrypt) or values not yet under the active
-keys (status --check); 130 interrupted (SIGINT or SIGTERM).
+Exit status: 0 done; 1 error (rotate: also --blind-index settings that do not
+match the stored index values); 2 bad usage; 3 rows failed to decrypt (rotate,
+encrypt-existing, verify, status --decrypt), --blind-index settings that do not
+match the stored index values (status), or, for status --check, values not yet
+under the active keys or blind index columns left out during an index key
+rotation (see Keys); 130 interrupted (SIGINT or SIGTERM).
 
-Rotating a key:
-  export COLCRYPT_KEYS=…  # from colcrypt keygen --add; deploy it to the application first
-  colcrypt status --table users --column email --column phone
-  colcrypt rotate --table users --column email --column phone
-  colcrypt status --table users --column email --column phone
+Rotating a key (the table users, with a blind index email_bidx of email):
+  colcrypt keygen --add       # data keys; --add --index for the blind index keys
+  # deploy the printed variables to every application instance, export them here
+  colcrypt status --table users --column email --column phone \
+      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold
+  colcrypt rotate --table users --column email --column phone \
+      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold
+  colcrypt status --check --table users --column email --column phone \
+      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold
+  # exit 0: remove the old version from COLCRYPT_KEYS (or COLCRYPT_INDEX_KEYS)
+Give every blind index of the table, as the application configures it (index
+name, normalisers, bits, slow mode), whichever key is rotated.
 `
 
 func main() {

@@ -137,10 +137,34 @@ func TestKeygen(t *testing.T) {
 		t.Errorf("keygen --add of an existing version: %d %q", code, stderr)
 	}
 
+	if !strings.Contains(stderr, "then run `colcrypt rotate`") || !strings.Contains(stderr, "keep the old versions") {
+		t.Errorf("keygen --add of a second key: %q", stderr)
+	}
+
+	// The first key of a keyring: nothing to rotate, and no old version
+	// to keep.
 	t.Setenv("COLCRYPT_INDEX_KEYS", "")
-	code, out, _ = runCLI(t, "keygen", "--add", "--index")
+	code, out, stderr = runCLI(t, "keygen", "--add", "--index")
 	if code != 0 || !strings.HasPrefix(out, "COLCRYPT_INDEX_KEYS=1:") || !strings.Contains(out, "COLCRYPT_ACTIVE_INDEX_KEY=1") {
 		t.Errorf("keygen --add --index: %d %q", code, out)
+	}
+	for _, env := range []string{"COLCRYPT_KEYS", "COLCRYPT_INDEX_KEYS"} {
+		t.Setenv(env, "")
+		args := []string{"keygen", "--add"}
+		if env == "COLCRYPT_INDEX_KEYS" {
+			args = append(args, "--index")
+		}
+		code, out, stderr = runCLI(t, args...)
+		if code != 0 || !strings.HasPrefix(out, env+"=1:") ||
+			!strings.Contains(stderr, env+" was not set: this starts it with key version 1, active") ||
+			!strings.Contains(stderr, "There is nothing to rotate") || !strings.Contains(stderr, "secret") ||
+			strings.Contains(stderr, "colcrypt rotate") || strings.Contains(stderr, "old versions") {
+			t.Errorf("%q with %s unset: %d %q %q", args, env, code, out, stderr)
+		}
+	}
+	t.Setenv("COLCRYPT_INDEX_KEYS", strings.TrimSpace(stdout))
+	if _, _, stderr := runCLI(t, "keygen", "--add", "--index"); !strings.Contains(stderr, "with a --blind-index for every blind index") {
+		t.Errorf("keygen --add --index of a second key: %q", stderr)
 	}
 }
 
@@ -227,6 +251,12 @@ func TestUsageText(t *testing.T) {
 		"--max-failures N     stops after N failed rows",
 		"3 rows failed to decrypt (rotate,\nencrypt-existing, verify, status --decrypt)",
 		"130 interrupted (SIGINT or SIGTERM)",
+		// The rotation example names the blind index; status --check's
+		// exit 3 without one, during an index key rotation, is documented.
+		"colcrypt rotate --table users --column email --column phone \\\n      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold",
+		"colcrypt status --check --table users --column email --column phone \\\n      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold",
+		"status --check exits 3: it cannot vouch for index values\n  it was not told about",
+		"blind index columns left out during an index key\nrotation",
 	} {
 		if !strings.Contains(usage, want) {
 			t.Errorf("the usage lacks %q", want)

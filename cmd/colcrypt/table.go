@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,6 +163,47 @@ type setup struct {
 	job   *rotation.Job
 	keys  *keyprovider.Static
 	ikeys *keyprovider.Static // nil without blind indexes
+	// unindexed lists the versions of COLCRYPT_INDEX_KEYS when it holds
+	// more than one (an index-key rotation in progress) and no
+	// --blind-index was given: the command does not look at the table's
+	// blind index columns, and says so.
+	unindexed []uint32
+}
+
+// indexKeyVersions returns the versions of the index keyring in the
+// environment, or nil when it is not set or does not parse (it is only read
+// here to warn; a command that uses it reports its errors).
+func indexKeyVersions() []uint32 {
+	raw := os.Getenv(envIndexKeys)
+	if strings.TrimSpace(raw) == "" {
+		return nil
+	}
+	keys, err := keyprovider.ParseKeys(raw)
+	if err != nil {
+		return nil
+	}
+	vs := make([]uint32, len(keys))
+	for i, k := range keys {
+		vs[i] = k.Version()
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+// warnUnindexed warns on w, for command cmd, when st.unindexed is set: an
+// index-key rotation is in progress and the command was given no
+// --blind-index, so it neither counts, rotates nor checks the table's
+// blind index values.
+func (st *setup) warnUnindexed(w io.Writer, cmd string) {
+	if len(st.unindexed) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "colcrypt %s: WARNING: %s holds index key versions %s (an index key rotation in progress),\n"+
+		"  but no --%s was given: this command leaves the table's blind index columns out.\n"+
+		"  Give every blind index of the table with --%s INDEX_COLUMN=SOURCE_COLUMN[,options], as the\n"+
+		"  application configures it, and keep every index key version until `colcrypt status --check`\n"+
+		"  with those flags exits 0. For a table without blind indexes, unset %s for the command.\n",
+		cmd, envIndexKeys, versionList(st.unindexed), flagBlindIndexName, flagBlindIndexName, envIndexKeys)
 }
 
 // open checks the table flags, reads the keys and connects to the database.
@@ -220,6 +262,8 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 			return nil, fmt.Errorf("blind index keys (needed for --%s): %w", flagBlindIndexName, err)
 		}
 		st.ikeys = ikeys
+	} else if vs := indexKeyVersions(); len(vs) > 1 {
+		st.unindexed = vs
 	}
 	for _, s := range specs {
 		ix, err := blindindex.New(s.name, st.ikeys, s.cfg)
