@@ -234,14 +234,11 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 	nc := len(p.cols)
 	var last any
 	for first := true; ; first = false {
-		q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(list, ", "), p.qtable)
 		var args []any
 		if !first {
-			q += fmt.Sprintf(" WHERE %s > %s", p.qpk, d.keyParam(p, 1))
 			args = append(args, last)
 		}
-		q += fmt.Sprintf(" ORDER BY %s LIMIT %d", p.orderBy(), opts.BatchSize)
-		rows, err := j.db.QueryContext(ctx, q, args...)
+		rows, err := j.db.QueryContext(ctx, p.pageSQL(list, !first, opts.BatchSize), args...)
 		if err == nil {
 			err = b.read(rows)
 		}
@@ -347,4 +344,15 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 		}
 		last = b.key(n - 1)
 	}
+}
+
+// pageSQL returns the query that reads list from the next page of at most
+// size rows in primary-key order: after the key given as its one
+// parameter, or from the start.
+func (p *plan) pageSQL(list []string, after bool, size int) string {
+	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(list, ", "), p.qtable)
+	if after {
+		q += fmt.Sprintf(" WHERE %s > %s", p.qpk, p.sql().keyParam(p, 1))
+	}
+	return q + fmt.Sprintf(" ORDER BY %s LIMIT %d", p.orderBy(), size)
 }

@@ -268,14 +268,11 @@ func (r *runner) checkConverted(ctx context.Context) error {
 	prefix := []byte(r.pre.value)
 	var last any
 	for first := true; ; first = false {
-		q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(list, ", "), p.qtable)
 		var args []any
 		if !first {
-			q += fmt.Sprintf(" WHERE %s > %s", p.qpk, d.keyParam(p, 1))
 			args = append(args, last)
 		}
-		q += fmt.Sprintf(" ORDER BY %s LIMIT %d", p.orderBy(), size)
-		rows, err := r.j.db.QueryContext(ctx, q, args...)
+		rows, err := r.j.db.QueryContext(ctx, p.pageSQL(list, !first, size), args...)
 		if err == nil {
 			err = b.read(rows)
 		}
