@@ -120,6 +120,8 @@ var (
 // computed, and writing it fails with ErrNoPlugin rather than store a NULL
 // that no lookup finds and no UNIQUE index constrains (as happens when the
 // plugin is not registered with db.Use, or the field has no colcrypt tag).
+// Compare BlindIndex values with String and Valid, not ==, which also
+// compares whether a value was computed.
 type BlindIndex struct {
 	v   string
 	set bool // computed by the plugin, or read from the database
@@ -486,6 +488,20 @@ func (b binding) fillMap(m map[string]any, written func(*schema.Field) bool) err
 	return nil
 }
 
+// omitIndex leaves out of the statement the index column of a source that
+// it does not write (Omit, a field GORM may not write, a Select without
+// it), unless the statement names the index column itself: the index
+// field was not computed, and the stored index still goes with the stored
+// source.
+func omitIndex(stmt *gorm.Statement, f *schema.Field) {
+	for _, s := range stmt.Selects {
+		if s == f.DBName || s == f.Name {
+			return
+		}
+	}
+	stmt.Omits = append(stmt.Omits, f.DBName)
+}
+
 // ensureSelected adds the index column to a restricted Select, so that it is
 // written with its source.
 func ensureSelected(stmt *gorm.Statement, f *schema.Field, selected map[string]bool, restricted bool) {
@@ -556,7 +572,11 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 	}
 	stmt := db.Statement
 	for _, b := range w.list {
-		if w.maps || !w.written(b.source) {
+		if w.maps {
+			continue
+		}
+		if !w.written(b.source) {
+			omitIndex(stmt, b.field)
 			continue
 		}
 		if err := eachStruct(stmt.ReflectValue, func(rv reflect.Value) error { return b.fill(stmt.Context, rv) }); err != nil {
@@ -684,6 +704,9 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 	}
 	for _, b := range list {
 		if !w.written(b.source) {
+			if b.field != nil {
+				omitIndex(stmt, b.field)
+			}
 			continue
 		}
 		err := eachStruct(dest, func(rv reflect.Value) error {

@@ -1,6 +1,7 @@
 package gormcrypt_test
 
 import (
+	"database/sql"
 	"errors"
 	"reflect"
 	"slices"
@@ -299,5 +300,50 @@ func TestMapPlainValueForEncryptedSource(t *testing.T) {
 	var got string
 	if err := f.db.Raw("SELECT email_bidx FROM plain_sources WHERE id = ?", p.ID).Scan(&got).Error; err != nil || got != f.want(t, f.email, "q@x.com") {
 		t.Errorf("email_bidx = %q, %v", got, err)
+	}
+}
+
+// createOnly has a source GORM writes on create only.
+type createOnly struct {
+	ID        uint
+	Name      string
+	Email     encryptedtype.String `gorm:"<-:create"`
+	EmailBidx gormcrypt.BlindIndex `colcrypt:"blindindex:users.email;source:Email"`
+}
+
+// A source the statement does not write takes its index column out of the
+// statement too: the index field was not computed, and the stored index
+// still goes with the stored source.
+func TestSourceNotWritten(t *testing.T) {
+	f := setup(t, keyring(t, 1, key(t, 1, 1)))
+
+	// Omit of the source on Create: neither is written.
+	u := user{Name: "omitted", Email: encryptedtype.NewString("x@x.com")}
+	if err := f.db.Omit("Email").Create(&u).Error; err != nil {
+		t.Fatalf("Omit(\"Email\").Create: %v", err)
+	}
+	var bidx sql.NullString
+	if err := f.db.Raw("SELECT email_bidx FROM users WHERE id = ?", u.ID).Scan(&bidx).Error; err != nil || bidx.Valid {
+		t.Errorf("email_bidx = %v, %v; want NULL", bidx, err)
+	}
+
+	// A create-only source, then Save of a struct that was not loaded:
+	// the stored source and index stay as they were.
+	if err := f.db.AutoMigrate(&createOnly{}); err != nil {
+		t.Fatal(err)
+	}
+	c := createOnly{Name: "a", Email: encryptedtype.NewString("kept@x.com")}
+	if err := f.db.Create(&c).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Save(&createOnly{ID: c.ID, Name: "b", Email: encryptedtype.NewString("ignored@x.com")}).Error; err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	var got createOnly
+	if err := f.db.First(&got, c.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "b" || got.Email.Plaintext() != "kept@x.com" || got.EmailBidx.String() != f.want(t, f.email, "kept@x.com") {
+		t.Errorf("after Save: name %q, email %q, index %q", got.Name, got.Email.Plaintext(), got.EmailBidx.String())
 	}
 }
