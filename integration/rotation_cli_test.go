@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colcrypt/colcrypt/blindindex"
+	"github.com/colcrypt/colcrypt/encryptedtype"
 	"github.com/colcrypt/colcrypt/keyprovider"
 )
 
@@ -474,5 +476,136 @@ func TestRotationCLIKilledAndRestarted(t *testing.T) {
 	f.checkAll(ctx, n, rotGen0, rotPhoneNull0, 2, 2)
 	if r := cli.run(t, nil, append([]string{"status", "--check"}, f.tableArgs()...)...); r.code != 0 {
 		t.Errorf("status after: %s", r)
+	}
+}
+
+// TestRotationCLIIndexKeyRotationPartial is an index-key rotation on
+// PostgreSQL with a --blind-index for only some of a table's blind index
+// columns: phone_bidx, forgotten, is named in a warning by status and
+// rotate, and status --check exits 3 after rotate (phone_bidx is still
+// under index key version 1); with every --blind-index it exits 0. A
+// table with an encrypted column and no blind index exits 0 from status
+// --check after rotate, without a warning.
+func TestRotationCLIIndexKeyRotationPartial(t *testing.T) {
+	ctx := testContext(t)
+	db := openSQL(t, databaseURL(t))
+	k1, _ := keyprovider.GenerateKey(1)
+	i1, _ := keyprovider.GenerateKey(1)
+	i2, _ := keyprovider.GenerateKey(2)
+	keys, _ := keyprovider.NewStatic(1, k1)
+	codec := encryptedtype.NewCodec(keys)
+	ikeys, _ := keyprovider.NewStatic(1, i1)
+
+	quoted := createTable(t, db, `email TEXT NOT NULL, email_bidx TEXT, phone TEXT, phone_bidx TEXT, note TEXT`)
+	name := strings.Trim(quoted, `"`)
+	ie, err := blindindex.New(name+".email", ikeys, blindindex.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := blindindex.New(name+".phone", ikeys, blindindex.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for i := 1; i <= n; i++ {
+		email, phone := fmt.Sprintf("user%d@Example.com", i), fmt.Sprintf("+44 20 %07d", i)
+		ev, err := codec.Seal(ctx, []byte(email))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pv, err := codec.Seal(ctx, []byte(phone))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "INSERT INTO "+quoted+" (email, email_bidx, phone, phone_bidx, note) VALUES ($1, $2, $3, $4, $5)",
+			string(ev), indexOf(t, ie, email), string(pv), indexOf(t, ip, phone), fmt.Sprint("note ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := createTable(t, db, `body TEXT NOT NULL, title TEXT`)
+	plainName := strings.Trim(plain, `"`)
+	for i := 1; i <= 5; i++ {
+		v, err := codec.Seal(ctx, []byte(fmt.Sprint("body ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "INSERT INTO "+plain+" (body, title) VALUES ($1, $2)", string(v), fmt.Sprint("title ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "COLCRYPT_") && !strings.HasPrefix(kv, "DATABASE_URL=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		"DATABASE_URL="+databaseURL(t),
+		"COLCRYPT_KEYS="+keyprovider.EncodeKeys(k1),
+		"COLCRYPT_ACTIVE_KEY=1",
+		"COLCRYPT_INDEX_KEYS="+keyprovider.EncodeKeys(i1, i2),
+		"COLCRYPT_ACTIVE_INDEX_KEY=2",
+	)
+	cli := &rotCLI{bin: rotBuildCLI(t), env: env}
+	partial := []string{"--table", name, "--column", "email", "--column", "phone", "--blind-index", "email_bidx=email"}
+	full := append(append([]string(nil), partial...), "--blind-index", "phone_bidx=phone")
+	const named = `Column "phone_bidx" holds blind index values but no --blind-index names it`
+	clean := func(what string, r rotCLIResult) {
+		t.Helper()
+		for _, s := range []string{"@Example.com", "+44 20", keyprovider.EncodeKeys(k1)[2:], keyprovider.EncodeKeys(i1)[2:], keyprovider.EncodeKeys(i2)[2:]} {
+			if strings.Contains(r.stdout+r.stderr, s) {
+				t.Errorf("%s: the output holds a plaintext or a key:\n%s", what, r)
+			}
+		}
+		for _, col := range []string{"email_bidx", "note", "email", "phone", "id"} {
+			if strings.Contains(r.stdout+r.stderr, `"`+col+`" holds`) {
+				t.Errorf("%s: %s is named as a blind index no --blind-index names:\n%s", what, col, r)
+			}
+		}
+	}
+
+	r := cli.run(t, nil, append([]string{"status"}, partial...)...)
+	clean("status", r)
+	if r.code != 0 || !strings.Contains(r.stderr, named) {
+		t.Errorf("status: %s", r)
+	}
+	r = cli.run(t, nil, append([]string{"rotate", "--progress", "none"}, partial...)...)
+	clean("rotate", r)
+	if r.code != 0 || !strings.Contains(r.stderr, named) || !strings.Contains(r.stdout, fmt.Sprintf("%d index values recomputed", n)) ||
+		!strings.Contains(r.stdout, `column "phone_bidx" holds blind index values but was not rotated`) {
+		t.Errorf("rotate: %s", r)
+	}
+	r = cli.run(t, nil, append([]string{"status", "--check"}, partial...)...)
+	clean("status --check", r)
+	if r.code != 3 || !strings.Contains(r.stderr, named) || !strings.Contains(r.stderr, `column "phone_bidx" holds blind index values but was not checked`) ||
+		strings.Contains(r.stdout, "Every value is under the active key versions.") {
+		t.Errorf("status --check with email_bidx only: %s", r)
+	}
+	// phone_bidx is indeed still under version 1.
+	var old int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoted+" WHERE phone_bidx LIKE 'b1:%'").Scan(&old); err != nil || old != n {
+		t.Errorf("phone_bidx under version 1: %d rows (%v), want %d", old, err, n)
+	}
+	r = cli.run(t, nil, append([]string{"rotate", "--progress", "none"}, full...)...)
+	if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, fmt.Sprintf("%d index values recomputed", n)) {
+		t.Errorf("rotate, every --blind-index: %s", r)
+	}
+	r = cli.run(t, nil, append([]string{"status", "--check"}, full...)...)
+	if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Every value is under the active key versions.") {
+		t.Errorf("status --check, every --blind-index: %s", r)
+	}
+
+	// A table without blind indexes: rotate, then status --check exits 0,
+	// with the table named with and without its schema.
+	for _, table := range [][]string{{"--table", plainName, "--column", "body"}, {"--schema", "public", "--table", plainName, "--column", "body"}} {
+		r = cli.run(t, nil, append([]string{"rotate", "--progress", "none"}, table...)...)
+		if r.code != 0 || r.stderr != "" || strings.Contains(r.stdout, "not rotated") {
+			t.Errorf("rotate %q: %s", table, r)
+		}
+		r = cli.run(t, nil, append([]string{"status", "--check"}, table...)...)
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Every value is under the active key versions.") {
+			t.Errorf("status --check %q: %s", table, r)
+		}
 	}
 }

@@ -138,8 +138,8 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return codedError{exitFailures, errors.New(notDone(c))}
 	}
 	if *check && len(st.unindexed) > 0 {
-		return codedError{exitFailures, fmt.Errorf("not done: the blind index columns of %s were not checked (no --%s, while %s holds versions %s); status --check cannot vouch for index values it was not told about",
-			st.job.Table(), flagBlindIndexName, envIndexKeys, versionList(st.unindexed))}
+		return codedError{exitFailures, fmt.Errorf("not done in %s: %s; status --check cannot vouch for index values it was not told about",
+			st.job.Table(), st.unindexedClause("checked"))}
 	}
 	return nil
 }
@@ -249,9 +249,10 @@ func printCensus(w io.Writer, c *rotation.Census, st *setup, mismatch bool) {
 	switch {
 	case mismatch:
 		fmt.Fprintf(w, "The --%s settings do not reproduce the stored index values (see the error below): fix them to match the application's before `colcrypt rotate`.\n", flagBlindIndexName)
+	case c.Done() && len(st.unindexed) > 0 && st.ikeys == nil:
+		fmt.Fprintf(w, "Every value of the --column columns is under the active data key version; %s.\n", st.unindexedClause("looked at"))
 	case c.Done() && len(st.unindexed) > 0:
-		fmt.Fprintf(w, "Every value of the --column columns is under the active data key version; the blind index columns were not looked at (no --%s, while %s holds versions %s).\n",
-			flagBlindIndexName, envIndexKeys, versionList(st.unindexed))
+		fmt.Fprintf(w, "Every value of the --column and --%s columns is under the active key versions; %s.\n", flagBlindIndexName, st.unindexedClause("looked at"))
 	case c.Done():
 		fmt.Fprintln(w, "Every value is under the active key versions.")
 	case c.Pending > 0:
@@ -396,10 +397,13 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		}
 		fmt.Fprintf(stdout, "every value of %s is now under key version %d", st.job.Table(), activeVersion(st.keys))
 		switch {
+		case st.ikeys != nil && len(st.unindexed) > 0:
+			fmt.Fprintf(stdout, ", and every value of the --%s columns under index key version %d; %s",
+				flagBlindIndexName, activeVersion(st.ikeys), st.unindexedClause("rotated"))
 		case st.ikeys != nil:
 			fmt.Fprintf(stdout, ", and every blind index value under index key version %d", activeVersion(st.ikeys))
 		case len(st.unindexed) > 0:
-			fmt.Fprintf(stdout, "; the blind index columns were not rotated (no --%s)", flagBlindIndexName)
+			fmt.Fprintf(stdout, "; %s", st.unindexedClause("rotated"))
 		}
 		fmt.Fprintln(stdout)
 		st.warnUnindexed(stderr, name) // again, after the progress lines
@@ -463,10 +467,12 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "verified %d rows of %s: every value decrypts", c.Rows, st.job.Table())
 	switch {
+	case len(c.Indexes) > 0 && !*skip && len(st.unindexed) > 0:
+		fmt.Fprintf(stdout, " and every value of the --%s columns matches; %s", flagBlindIndexName, st.unindexedClause("checked"))
 	case len(c.Indexes) > 0 && !*skip:
 		fmt.Fprint(stdout, " and every blind index value matches")
 	case len(st.unindexed) > 0:
-		fmt.Fprintf(stdout, "; the blind index columns were not checked (no --%s)", flagBlindIndexName)
+		fmt.Fprintf(stdout, "; %s", st.unindexedClause("checked"))
 	}
 	fmt.Fprintln(stdout)
 	return nil

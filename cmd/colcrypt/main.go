@@ -84,7 +84,8 @@ Table flags:
                        They must match the application's index exactly; status
                        and rotate check them against stored values (rotate before
                        writing). A blind index not given is neither counted,
-                       rotated nor verified.
+                       rotated nor verified (during an index key rotation, status,
+                       rotate and verify warn about one they find; see Keys).
 
 Rotate flags:
   --batch-size N       rows per transaction (default 1000)
@@ -101,17 +102,21 @@ Keys (from the environment):
   COLCRYPT_INDEX_KEYS         blind index root keys, for --blind-index
   COLCRYPT_ACTIVE_INDEX_KEY   the active index key version
   While COLCRYPT_INDEX_KEYS holds more than one version (an index key rotation),
-  status, rotate and verify without --blind-index warn that they leave the blind
-  index columns out, and status --check exits 3: it cannot vouch for index values
-  it was not told about. For a table without blind indexes, unset
+  status, rotate and verify read a sample of the table (its first 16 rows, and up
+  to 16 non-NULL values of each column NULL in all of them) for columns that no
+  --column or --blind-index names and whose sampled values are all blind index
+  values (b<N>:... or a<N>:...). They warn about each such column, and status
+  --check exits 3: it cannot vouch for index values it was not told about. A
+  table without such columns (no blind indexes, or every one given) gets no
+  warning. For a column that only looks like a blind index, unset
   COLCRYPT_INDEX_KEYS for the command.
 
 Exit status: 0 done; 1 error (rotate: also --blind-index settings that do not
 match the stored index values); 2 bad usage; 3 rows failed to decrypt (rotate,
 encrypt-existing, verify, status --decrypt), --blind-index settings that do not
 match the stored index values (status), or, for status --check, values not yet
-under the active keys or blind index columns left out during an index key
-rotation (see Keys); 130 interrupted (SIGINT or SIGTERM).
+under the active keys or blind index columns no --blind-index names during an
+index key rotation (see Keys); 130 interrupted (SIGINT or SIGTERM).
 
 Rotating a key (the table users, with a blind index email_bidx of email):
   colcrypt keygen --add       # data keys; --add --index for the blind index keys

@@ -255,8 +255,12 @@ func TestUsageText(t *testing.T) {
 		// exit 3 without one, during an index key rotation, is documented.
 		"colcrypt rotate --table users --column email --column phone \\\n      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold",
 		"colcrypt status --check --table users --column email --column phone \\\n      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold",
-		"status --check exits 3: it cannot vouch for index values\n  it was not told about",
-		"blind index columns left out during an index key\nrotation",
+		"status\n  --check exits 3: it cannot vouch for index values it was not told about",
+		"blind index columns no --blind-index names during an\nindex key rotation",
+		// Only columns that hold blind index values count: a table without
+		// any gets no warning.
+		"for columns that no\n  --column or --blind-index names and whose sampled values are all blind index\n  values",
+		"A\n  table without such columns (no blind indexes, or every one given) gets no\n  warning.",
 	} {
 		if !strings.Contains(usage, want) {
 			t.Errorf("the usage lacks %q", want)

@@ -163,16 +163,20 @@ type setup struct {
 	job   *rotation.Job
 	keys  *keyprovider.Static
 	ikeys *keyprovider.Static // nil without blind indexes
-	// unindexed lists the versions of COLCRYPT_INDEX_KEYS when it holds
-	// more than one (an index-key rotation in progress) and no
-	// --blind-index was given: the command does not look at the table's
-	// blind index columns, and says so.
-	unindexed []uint32
+	// indexVersions lists the versions of COLCRYPT_INDEX_KEYS when it
+	// holds more than one (an index-key rotation in progress).
+	indexVersions []uint32
+	// unindexed lists, during an index-key rotation, the columns of the
+	// table that hold blind index values but that no --blind-index
+	// names: the command does not look at them, and says so.
+	unindexed []strayIndex
 }
 
-// indexKeyVersions returns the versions of the index keyring in the
-// environment, or nil when it is not set or does not parse (it is only read
-// here to warn; a command that uses it reports its errors).
+// indexKeyVersions returns the distinct versions of the index keyring in
+// the environment, in order, or nil when it is not set or does not parse
+// (it is only read here to warn; a command that uses it reports its
+// errors). keyprovider.ParseKeys accepts a version given twice (the
+// keyring, keyprovider.NewStatic, refuses it): it counts once here.
 func indexKeyVersions() []uint32 {
 	raw := os.Getenv(envIndexKeys)
 	if strings.TrimSpace(raw) == "" {
@@ -187,23 +191,57 @@ func indexKeyVersions() []uint32 {
 		vs[i] = k.Version()
 	}
 	slices.Sort(vs)
-	return vs
+	return slices.Compact(vs)
 }
 
 // warnUnindexed warns on w, for command cmd, when st.unindexed is set: an
-// index-key rotation is in progress and the command was given no
-// --blind-index, so it neither counts, rotates nor checks the table's
-// blind index values.
+// index-key rotation is in progress and the table has columns holding
+// blind index values that no --blind-index names, so the command neither
+// counts, rotates nor checks them.
 func (st *setup) warnUnindexed(w io.Writer, cmd string) {
 	if len(st.unindexed) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "colcrypt %s: WARNING: %s holds index key versions %s (an index key rotation in progress),\n"+
-		"  but no --%s was given: this command leaves the table's blind index columns out.\n"+
-		"  Give every blind index of the table with --%s INDEX_COLUMN=SOURCE_COLUMN[,options], as the\n"+
+	fmt.Fprintf(w, "colcrypt %s: WARNING: %s holds index key versions %s (an index key rotation in progress),\n",
+		cmd, envIndexKeys, versionList(st.indexVersions))
+	if st.ikeys == nil {
+		fmt.Fprintf(w, "  but no --%s was given: this command leaves the table's blind index columns out.\n", flagBlindIndexName)
+	} else {
+		fmt.Fprintf(w, "  and this command leaves out the blind index columns no --%s names.\n", flagBlindIndexName)
+	}
+	for _, s := range st.unindexed {
+		sampled := fmt.Sprintf("%d sampled values, all blind index values", s.sampled)
+		if s.sampled == 1 {
+			sampled = "1 sampled value, a blind index value"
+		}
+		fmt.Fprintf(w, "  Column %s holds blind index values but no --%s names it (%s).\n",
+			strconv.Quote(s.column), flagBlindIndexName, sampled)
+	}
+	fmt.Fprintf(w, "  Give every blind index of the table with --%s INDEX_COLUMN=SOURCE_COLUMN[,options], as the\n"+
 		"  application configures it, and keep every index key version until `colcrypt status --check`\n"+
-		"  with those flags exits 0. For a table without blind indexes, unset %s for the command.\n",
-		cmd, envIndexKeys, versionList(st.unindexed), flagBlindIndexName, flagBlindIndexName, envIndexKeys)
+		"  with those flags exits 0. For a column that only looks like a blind index, unset %s\n"+
+		"  for the command.\n",
+		flagBlindIndexName, envIndexKeys)
+}
+
+// unindexedClause says, in a sentence about the table, that the columns
+// of st.unindexed were not looked at (verb: "looked at", "rotated",
+// "checked"), and why.
+func (st *setup) unindexedClause(verb string) string {
+	if st.ikeys == nil {
+		holds := "column %s holds"
+		if len(st.unindexed) > 1 {
+			holds = "columns %s hold"
+		}
+		return fmt.Sprintf("the blind index columns were not %s (no --%s, while %s holds versions %s): "+holds+" blind index values",
+			verb, flagBlindIndexName, envIndexKeys, versionList(st.indexVersions), strayList(st.unindexed))
+	}
+	if len(st.unindexed) > 1 {
+		return fmt.Sprintf("columns %s hold blind index values but were not %s (no --%s names them, while %s holds versions %s)",
+			strayList(st.unindexed), verb, flagBlindIndexName, envIndexKeys, versionList(st.indexVersions))
+	}
+	return fmt.Sprintf("column %s holds blind index values but was not %s (no --%s names it, while %s holds versions %s)",
+		strayList(st.unindexed), verb, flagBlindIndexName, envIndexKeys, versionList(st.indexVersions))
 }
 
 // open checks the table flags, reads the keys and connects to the database.
@@ -262,8 +300,12 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 			return nil, fmt.Errorf("blind index keys (needed for --%s): %w", flagBlindIndexName, err)
 		}
 		st.ikeys = ikeys
-	} else if vs := indexKeyVersions(); len(vs) > 1 {
-		st.unindexed = vs
+		st.indexVersions = ikeys.Versions()
+	} else {
+		st.indexVersions = indexKeyVersions()
+	}
+	if len(st.indexVersions) < 2 {
+		st.indexVersions = nil
 	}
 	for _, s := range specs {
 		ix, err := blindindex.New(s.name, st.ikeys, s.cfg)
@@ -290,6 +332,36 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 		return nil, err
 	}
 	st.db, st.job = db, job
+	if st.indexVersions != nil {
+		// An index-key rotation: look for blind index columns that no
+		// --blind-index names. The table without its indexes is checked
+		// against the catalog first (existence, names, MySQL's character
+		// set), with the job's own errors.
+		bare := t
+		bare.Columns = nil
+		for _, c := range t.Columns {
+			bare.Columns = append(bare.Columns, rotation.Column{Name: c.Name})
+		}
+		named := append([]string(nil), tf.columns...)
+		for _, s := range specs {
+			named = append(named, s.column)
+		}
+		rj, err := rotation.New(db, bare, encryptedtype.NewCodec(keys))
+		if err == nil {
+			err = rj.CheckIndexes(ctx)
+		}
+		if err == nil {
+			st.unindexed, err = findStrayIndexes(ctx, db, job.Table(), named)
+			if err != nil {
+				err = fmt.Errorf("looking for blind index columns that no --%s names (%s holds versions %s): %w",
+					flagBlindIndexName, envIndexKeys, versionList(st.indexVersions), err)
+			}
+		}
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
 	return st, nil
 }
 
