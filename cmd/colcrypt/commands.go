@@ -22,19 +22,26 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keygen", nil)
 	version := fs.Uint64("version", 0, "version of the new key (default: 1, or one more than the keyring's highest with --add)")
 	add := fs.Bool("add", false, "print the keyring from the environment with the new key added and active")
-	index := fs.Bool("index", false, "with --add, the blind index keyring (COLCRYPT_INDEX_KEYS)")
+	remove := fs.Uint64("remove", 0, "print the keyring from the environment without this (old, inactive) version")
+	index := fs.Bool("index", false, "with --add or --remove, the blind index keyring (COLCRYPT_INDEX_KEYS)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *version > keyprovider.MaxVersion {
 		return usagef("--version must be from 1 to %d", uint32(keyprovider.MaxVersion))
 	}
-	if *index && !*add {
-		return usagef("--index goes with --add (without it, keygen prints a key that can be either)")
+	if *remove != 0 && (*add || *version != 0) {
+		return usagef("--remove goes alone (with --index for the blind index keyring)")
+	}
+	if *index && !*add && *remove == 0 {
+		return usagef("--index goes with --add or --remove (without them, keygen prints a key that can be either)")
 	}
 	keysVar, activeVar := keyprovider.EnvKeys, keyprovider.EnvActiveKey
 	if *index {
 		keysVar, activeVar = envIndexKeys, envActiveIndexKey
+	}
+	if *remove != 0 {
+		return removeKey(*remove, keysVar, activeVar, stdout, stderr)
 	}
 	var existing []keyprovider.Key
 	if *add {
@@ -90,6 +97,48 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "colcrypt keygen: key version %d added to %s and made active (%s); this output is secret.\n"+
 		"Deploy both variables to every application instance, then %s.\n", v, keysVar, activeVar, then)
+	return nil
+}
+
+// removeKey prints the keyring of keysVar without the given version, as
+// keygen --add prints it: the version must be held and not be the active
+// one.
+func removeKey(version uint64, keysVar, activeVar string, stdout, stderr io.Writer) error {
+	if version > keyprovider.MaxVersion {
+		return usagef("--remove must be from 1 to %d", uint32(keyprovider.MaxVersion))
+	}
+	ring, err := keyprovider.FromEnvVars(keysVar, activeVar)
+	if err != nil {
+		return err
+	}
+	active, err := ring.Active()
+	if err != nil {
+		return err
+	}
+	v := uint32(version)
+	if v == active.Version() {
+		return fmt.Errorf("version %d is the active version of %s: add and activate a new key first (colcrypt keygen --add), rotate, then remove the old one", v, keysVar)
+	}
+	var kept []keyprovider.Key
+	found := false
+	for _, kv := range ring.Versions() {
+		if kv == v {
+			found = true
+			continue
+		}
+		k, err := ring.Key(kv)
+		if err != nil {
+			return err
+		}
+		kept = append(kept, k)
+	}
+	if !found {
+		return fmt.Errorf("%s holds no key of version %d", keysVar, v)
+	}
+	fmt.Fprintf(stdout, "%s=%s\n%s=%d\n", keysVar, keyprovider.EncodeKeys(kept...), activeVar, active.Version())
+	fmt.Fprintf(stderr, "colcrypt keygen: key version %d removed from %s; this output is secret.\n"+
+		"Values still under version %d can no longer be read once it is gone: deploy this only after `colcrypt status --check` "+
+		"with the table flags exits 0 for every table, and keep a safe copy of the old key.\n", v, keysVar, v)
 	return nil
 }
 

@@ -39,7 +39,7 @@ const (
 const usage = `colcrypt: manage colcrypt's encrypted columns in PostgreSQL, MySQL/MariaDB and SQLite.
 
 Usage:
-  colcrypt keygen [--version N] [--add] [--index]
+  colcrypt keygen [--version N] [--add] [--remove N] [--index]
   colcrypt status           TABLE-FLAGS [--check] [--decrypt]
   colcrypt rotate           TABLE-FLAGS [--batch-size N] [--workers N] [--pause D] [--dry-run] [--single-pass]
   colcrypt encrypt-existing TABLE-FLAGS [same flags as rotate]
@@ -49,7 +49,8 @@ Usage:
 Commands:
   keygen            print a new random 256-bit key as VERSION:BASE64; with --add,
                     print the keyring from the environment with the new key added
-                    and made active, as VAR=VALUE lines
+                    and made active, as VAR=VALUE lines; with --remove N, the
+                    keyring without the old version N
   status            count the table's values by key version: NULL, plaintext,
                     malformed, under a key the keyring lacks, and still to rotate;
                     check the --blind-index settings against a sample of the
@@ -127,7 +128,8 @@ Rotating a key (the table users, with a blind index email_bidx of email):
       --blind-index email_bidx=email,normalize=trimspace+nfkc+fold
   colcrypt status --check --table users --column email --column phone \
       --blind-index email_bidx=email,normalize=trimspace+nfkc+fold
-  # exit 0: remove the old version from COLCRYPT_KEYS (or COLCRYPT_INDEX_KEYS)
+  # exit 0: remove the old version from COLCRYPT_KEYS (or COLCRYPT_INDEX_KEYS):
+  colcrypt keygen --remove 1  # prints both variables without version 1
 Give every blind index of the table, as the application configures it (index
 name, normalisers, bits, slow mode), whichever key is rotated.
 `

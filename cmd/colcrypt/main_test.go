@@ -100,6 +100,47 @@ func TestConnectionError(t *testing.T) {
 
 var keyLine = regexp.MustCompile(`^[0-9]+:[A-Za-z0-9+/]{43}=$`)
 
+// keygen --remove prints the keyring without an old version, and refuses
+// the active version, a version not held, and other flags.
+func TestKeygenRemove(t *testing.T) {
+	for _, tc := range []struct{ keysVar, activeVar string }{
+		{"COLCRYPT_KEYS", "COLCRYPT_ACTIVE_KEY"},
+		{"COLCRYPT_INDEX_KEYS", "COLCRYPT_ACTIVE_INDEX_KEY"},
+	} {
+		var keys []keyprovider.Key
+		for v := uint32(1); v <= 3; v++ {
+			k, err := keyprovider.GenerateKey(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k)
+		}
+		t.Setenv(tc.keysVar, keyprovider.EncodeKeys(keys...))
+		t.Setenv(tc.activeVar, "3")
+		args := []string{"keygen", "--remove", "1"}
+		if tc.keysVar == "COLCRYPT_INDEX_KEYS" {
+			args = append(args, "--index")
+		}
+		code, out, stderr := runCLI(t, args...)
+		want := tc.keysVar + "=" + keyprovider.EncodeKeys(keys[1:]...) + "\n" + tc.activeVar + "=3\n"
+		if code != 0 || out != want {
+			t.Fatalf("%q: %d %q, want %q", args, code, out, want)
+		}
+		if !strings.Contains(stderr, "version 1 removed") || !strings.Contains(stderr, "status --check") || strings.Contains(stderr, keyprovider.EncodeKeys(keys[0])[2:12]) {
+			t.Errorf("%q stderr: %q", args, stderr)
+		}
+		for bad, wantCode := range map[string]int{"3": exitError, "9": exitError} {
+			args[2] = bad
+			if code, _, stderr := runCLI(t, args...); code != wantCode || strings.Contains(stderr, keyprovider.EncodeKeys(keys[2])[2:12]) {
+				t.Errorf("%q: %d %q", args, code, stderr)
+			}
+		}
+	}
+	if code, _, _ := runCLI(t, "keygen", "--remove", "1", "--add"); code != exitUsage {
+		t.Errorf("--remove with --add: exit %d, want %d", code, exitUsage)
+	}
+}
+
 func TestKeygen(t *testing.T) {
 	code, stdout, _ := runCLI(t, "keygen")
 	if code != 0 || !keyLine.MatchString(strings.TrimSpace(stdout)) || !strings.HasPrefix(stdout, "1:") {
