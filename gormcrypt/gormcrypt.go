@@ -495,6 +495,11 @@ func (b binding) fillMap(m map[string]any, written func(*schema.Field) bool) err
 // source.
 func omitIndex(stmt *gorm.Statement, f *schema.Field) {
 	for _, s := range stmt.Selects {
+		// "users.email_bidx", `email_bidx` and "email_bidx" name it too.
+		if i := strings.LastIndexByte(s, '.'); i >= 0 {
+			s = s[i+1:]
+		}
+		s = strings.Trim(s, "`\"")
 		if s == f.DBName || s == f.Name {
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
@@ -594,6 +597,40 @@ func TestRotationCLIIndexKeyRotationPartial(t *testing.T) {
 	r = cli.run(t, nil, append([]string{"status", "--check"}, full...)...)
 	if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Every value is under the active key versions.") {
 		t.Errorf("status --check, every --blind-index: %s", r)
+	}
+
+	// A role that may read only some columns (not note) cannot sample the
+	// table: the commands go on and say so, status --check cannot vouch
+	// for the table, and --all-blind-indexes vouches instead.
+	role := strings.ToLower(name) + "_r"
+	if _, err := db.ExecContext(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD 'colcrypt-it'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP OWNED BY " + pgx.Identifier{role}.Sanitize())
+		_, _ = db.Exec("DROP ROLE " + pgx.Identifier{role}.Sanitize())
+	})
+	if _, err := db.ExecContext(ctx, "GRANT SELECT (id, email, email_bidx, phone, phone_bidx), UPDATE (email, email_bidx, phone, phone_bidx) ON "+quoted+" TO "+pgx.Identifier{role}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(databaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "colcrypt-it")
+	asRole := []string{"DATABASE_URL=" + u.String()}
+	r = cli.run(t, asRole, append([]string{"rotate", "--progress", "none"}, full...)...)
+	if r.code != 0 || !strings.Contains(r.stderr, "the table could not be sampled for blind index columns no --blind-index names") ||
+		!strings.Contains(r.stderr, "--all-blind-indexes") || strings.Contains(r.stderr, "colcrypt-it") {
+		t.Errorf("rotate as a role without SELECT on every column: %s", r)
+	}
+	r = cli.run(t, asRole, append([]string{"status", "--check"}, full...)...)
+	if r.code != 3 || !strings.Contains(r.stderr, "could not be sampled") {
+		t.Errorf("status --check as that role: %s", r)
+	}
+	r = cli.run(t, asRole, append([]string{"status", "--check", "--all-blind-indexes"}, full...)...)
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("status --check --all-blind-indexes as that role: %s", r)
 	}
 
 	// A table without blind indexes: rotate, then status --check exits 0,

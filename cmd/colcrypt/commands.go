@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,11 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	}
 	if *version > keyprovider.MaxVersion {
 		return usagef("--version must be from 1 to %d", uint32(keyprovider.MaxVersion))
+	}
+	removing := false
+	fs.Visit(func(f *flag.Flag) { removing = removing || f.Name == "remove" })
+	if removing && *remove == 0 {
+		return usagef("--remove must be from 1 to %d", uint32(keyprovider.MaxVersion))
 	}
 	if *remove != 0 && (*add || *version != 0) {
 		return usagef("--remove goes alone (with --index for the blind index keyring)")
@@ -136,9 +142,13 @@ func removeKey(version uint64, keysVar, activeVar string, stdout, stderr io.Writ
 		return fmt.Errorf("%s holds no key of version %d", keysVar, v)
 	}
 	fmt.Fprintf(stdout, "%s=%s\n%s=%d\n", keysVar, keyprovider.EncodeKeys(kept...), activeVar, active.Version())
+	lost := fmt.Sprintf("Values still under version %d can no longer be read once it is gone", v)
+	if keysVar == envIndexKeys {
+		lost = fmt.Sprintf("Rows whose blind index values are still under version %d are no longer found by lookups once it is gone", v)
+	}
 	fmt.Fprintf(stderr, "colcrypt keygen: key version %d removed from %s; this output is secret.\n"+
-		"Values still under version %d can no longer be read once it is gone: deploy this only after `colcrypt status --check` "+
-		"with the table flags exits 0 for every table, and keep a safe copy of the old key.\n", v, keysVar, v)
+		"%s: deploy this only after `colcrypt status --check` with the table flags (every --%s of each table) "+
+		"exits 0 for every table, and keep a safe copy of the old key.\n", v, keysVar, lost, flagBlindIndexName)
 	return nil
 }
 
@@ -189,6 +199,10 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *check && len(st.unindexed) > 0 {
 		return codedError{exitFailures, fmt.Errorf("not done in %s: %s; status --check cannot vouch for index values it was not told about",
 			st.job.Table(), st.unindexedClause("checked"))}
+	}
+	if *check && st.searchErr != nil {
+		return codedError{exitFailures, fmt.Errorf("not checked in %s: while %s holds versions %s, the table could not be sampled for blind index columns no --%s names; pass --%s if the --%s flags name every one",
+			st.job.Table(), envIndexKeys, versionList(st.indexVersions), flagBlindIndexName, flagAllIndexes, flagBlindIndexName)}
 	}
 	return nil
 }

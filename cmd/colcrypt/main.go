@@ -76,6 +76,8 @@ Table flags:
                        default the DSN's; SQLite: an attached database)
   --pk NAME            its primary key column (default: id)
   --column NAME        an encrypted column; repeat for each (at least one)
+  --all-blind-indexes  the --blind-index flags name every blind index of the
+                       table: do not sample it for others (see Keys)
   --blind-index SPEC   a blind index column computed from an encrypted column;
                        repeat for each. SPEC is
                          INDEX_COLUMN=SOURCE_COLUMN[,name=N][,normalize=F+F…][,bits=B][,slow[=T:M:P]]
@@ -104,13 +106,15 @@ Keys (from the environment):
   COLCRYPT_ACTIVE_INDEX_KEY   the active index key version
   While COLCRYPT_INDEX_KEYS holds more than one version (an index key rotation),
   status, rotate and verify read a sample of the table (its first 16 rows, and up
-  to 16 non-NULL values of each column NULL in all of them) for columns that no
-  --column or --blind-index names and whose sampled values are all blind index
-  values (b<N>:... or a<N>:...). They warn about each such column, and status
-  --check exits 3: it cannot vouch for index values it was not told about. A
-  table without such columns (no blind indexes, or every one given) gets no
-  warning. For a column that only looks like a blind index, unset
-  COLCRYPT_INDEX_KEYS for the command.
+  to 16 non-NULL values of each text column NULL in all of them) for columns that
+  no --column or --blind-index names and whose sampled values are mostly blind
+  index values (b<N>:... or a<N>:...). They warn about each such column, and
+  status --check exits 3: it cannot vouch for index values it was not told
+  about (nor when the sample cannot be read). A table without such columns (no
+  blind indexes, or every one given) gets no warning. --all-blind-indexes
+  vouches that the --blind-index flags name every blind index of the table and
+  skips the sample (for a column that only looks like one, or a role that may
+  not read every column).
 
 Exit status: 0 done; 1 error (rotate: also --blind-index settings that do not
 match the stored index values); 2 bad usage; 3 rows failed to decrypt (rotate,

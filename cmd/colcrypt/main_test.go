@@ -139,6 +139,9 @@ func TestKeygenRemove(t *testing.T) {
 	if code, _, _ := runCLI(t, "keygen", "--remove", "1", "--add"); code != exitUsage {
 		t.Errorf("--remove with --add: exit %d, want %d", code, exitUsage)
 	}
+	if code, out, _ := runCLI(t, "keygen", "--remove", "0"); code != exitUsage || out != "" {
+		t.Errorf("--remove 0: exit %d %q, want a usage error and no key", code, out)
+	}
 }
 
 func TestKeygen(t *testing.T) {
@@ -296,12 +299,12 @@ func TestUsageText(t *testing.T) {
 		// exit 3 without one, during an index key rotation, is documented.
 		"colcrypt rotate --table users --column email --column phone \\\n      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold",
 		"colcrypt status --check --table users --column email --column phone \\\n      --blind-index email_bidx=email,normalize=trimspace+nfkc+fold",
-		"status\n  --check exits 3: it cannot vouch for index values it was not told about",
+		"status --check exits 3: it cannot vouch for index values it was not told\n  about",
 		"blind index columns no --blind-index names during an\nindex key rotation",
 		// Only columns that hold blind index values count: a table without
 		// any gets no warning.
-		"for columns that no\n  --column or --blind-index names and whose sampled values are all blind index\n  values",
-		"A\n  table without such columns (no blind indexes, or every one given) gets no\n  warning.",
+		"for columns that\n  no --column or --blind-index names and whose sampled values are mostly blind\n  index values",
+		"A table without such columns (no\n  blind indexes, or every one given) gets no warning. --all-blind-indexes",
 	} {
 		if !strings.Contains(usage, want) {
 			t.Errorf("the usage lacks %q", want)

@@ -18,11 +18,34 @@ import (
 // that no --blind-index names reads.
 const strayRows = 16
 
+// strayScanRows bounds the rows that the search for a sparse column's
+// non-NULL values reads, so that a column NULL everywhere costs no full
+// scan.
+const strayScanRows = 10000
+
 // strayIndex is a column of the table that no --column or --blind-index
-// names, whose sampled values are all stored blind index values.
+// names, most of whose sampled values are stored blind index values.
 type strayIndex struct {
 	column  string
-	sampled int // non-NULL values sampled, every one a blind index value
+	sampled int // non-NULL values sampled that are blind index values
+	other   int // non-NULL values sampled that are not
+}
+
+// textType reports whether a column of the database type name (as
+// database/sql reports it) can hold a blind index value: character and
+// binary types, and a type the driver does not name (SQLite's untyped
+// columns). Numbers, times, UUIDs, JSON and the like cannot.
+func textType(name string) bool {
+	n := strings.ToUpper(name)
+	if n == "" {
+		return true
+	}
+	for _, t := range []string{"CHAR", "TEXT", "BLOB", "BINARY", "BYTEA", "CLOB", "STRING"} {
+		if strings.Contains(n, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // isIndexValue reports whether a stored value is a blind index value:
@@ -58,11 +81,12 @@ func quoteIn(d rotation.Dialect, name string) string {
 
 // findStrayIndexes looks for blind index columns that the command was not
 // told about: columns of t not in named (the --column and --blind-index
-// columns) whose non-NULL sampled values are all blind index values. It
-// reads the first strayRows rows of the table, and, for each column that is
-// NULL in all of them, up to strayRows of its non-NULL values. A column
-// with no non-NULL value, or with any value that is not a blind index
-// value, is not one. The columns come back in the table's order.
+// columns), of a character or binary type, most of whose non-NULL sampled
+// values are blind index values (a damaged or empty value does not hide
+// one). It reads the first strayRows rows of the table, and, for each
+// column that is NULL in all of them, up to strayRows of its non-NULL
+// values among the first strayScanRows rows. A column with no non-NULL
+// value sampled is not one. The columns come back in the table's order.
 //
 // t must have been resolved against the catalog first (the job checks the
 // names it was given, and on MySQL the connection's character set).
@@ -85,9 +109,13 @@ func findStrayIndexes(ctx context.Context, db *sql.DB, t rotation.Table, named [
 	if err != nil {
 		return nil, fmt.Errorf("reading a sample of %s: %w", table, err)
 	}
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, fmt.Errorf("reading a sample of %s: %w", table, err)
+	}
 	type state struct {
-		sampled int  // non-NULL values, all blind index values
-		not     bool // a value that is not a blind index value
+		sampled int // non-NULL values that are blind index values
+		other   int // non-NULL values that are not
 	}
 	states := make([]state, len(cols))
 	vals := make([]any, len(cols))
@@ -107,7 +135,7 @@ func findStrayIndexes(ctx context.Context, db *sql.DB, t rotation.Table, named [
 			if b, ok := sampleBytes(v); ok && isIndexValue(b) {
 				states[i].sampled++
 			} else {
-				states[i].not = true
+				states[i].other++
 			}
 		}
 	}
@@ -119,24 +147,24 @@ func findStrayIndexes(ctx context.Context, db *sql.DB, t rotation.Table, named [
 	var out []strayIndex
 	for i, c := range cols {
 		st := &states[i]
-		if st.not || isNamed(c) {
+		if isNamed(c) || !textType(types[i].DatabaseTypeName()) {
 			continue
 		}
-		if st.sampled == 0 {
+		if st.sampled+st.other == 0 {
 			// NULL in every row read: a sparse column, such as an
 			// optional phone number's index. Read its non-NULL values.
 			if err := sampleColumn(ctx, db, t, c, func(v any) {
 				if b, ok := sampleBytes(v); ok && isIndexValue(b) {
 					st.sampled++
 				} else {
-					st.not = true
+					st.other++
 				}
 			}); err != nil {
 				return nil, err
 			}
 		}
-		if !st.not && st.sampled > 0 {
-			out = append(out, strayIndex{column: c, sampled: st.sampled})
+		if st.sampled > st.other {
+			out = append(out, strayIndex{column: c, sampled: st.sampled, other: st.other})
 		}
 	}
 	return out, nil
@@ -162,7 +190,8 @@ func sampleColumn(ctx context.Context, db *sql.DB, t rotation.Table, c string, f
 		return fmt.Errorf("reading a sample of %s: a column name is not valid UTF-8", t)
 	}
 	q := quoteIn(t.Dialect, c)
-	rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s IS NOT NULL LIMIT %d", q, t, q, strayRows))
+	rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s LIMIT %d) AS colcrypt_sample WHERE %s IS NOT NULL LIMIT %d",
+		q, q, t, strayScanRows, q, strayRows))
 	if err != nil {
 		return fmt.Errorf("reading a sample of column %s of %s: %w", strconv.Quote(c), t, err)
 	}

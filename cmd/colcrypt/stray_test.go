@@ -11,6 +11,7 @@ import (
 	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
 	"github.com/colcrypt/colcrypt/keyprovider"
+	"github.com/colcrypt/colcrypt/rotation"
 )
 
 // strayTable makes an SQLite database file with a table "users" of 40
@@ -18,7 +19,8 @@ import (
 // phone_bidx computed under index key i1 (phone and phone_bidx NULL in the
 // first 20 rows, so that a 16-row sample sees none), and columns that are
 // no blind index: note (text), tag (values that start like one but whose
-// payload is no base64url), mixed (index values and other text) and age
+// payload is no base64url), mixed (text, with an index value in every
+// fourth row) and age
 // (integers). It points DATABASE_URL at it and returns the index values
 // stored.
 func strayTable(t *testing.T, k1, i1 keyprovider.Key) []string {
@@ -71,9 +73,9 @@ func strayTable(t *testing.T, k1, i1 keyprovider.Key) []string {
 			pv, pb = string(v), b
 			stored = append(stored, b)
 		}
-		mixed = eb
-		if i == 7 {
-			mixed = "see ticket 7"
+		mixed = fmt.Sprintf("see ticket %d", i)
+		if i%4 == 0 {
+			mixed = eb // a few index values among text: not an index
 		}
 		if _, err := db.Exec(`INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			i, string(ev), eb, fmt.Sprintf("note %d", i), pv, pb, fmt.Sprintf("b%d:not base64!", i), mixed, 20+i); err != nil {
@@ -111,7 +113,7 @@ func TestIndexKeyRotationPartialBlindIndex(t *testing.T) {
 		t.Helper()
 		if !strings.Contains(stderr, "WARNING: COLCRYPT_INDEX_KEYS holds index key versions 1, 2") ||
 			!strings.Contains(stderr, "this command leaves out the blind index columns no --blind-index names") ||
-			!strings.Contains(stderr, `Column "phone_bidx" holds blind index values but no --blind-index names it (16 sampled values, all blind index values)`) ||
+			!strings.Contains(stderr, `Column "phone_bidx" holds blind index values but no --blind-index names it (16 of 16 sampled values are blind index values)`) ||
 			strings.Contains(stderr, "no --blind-index was given") {
 			t.Errorf("%s: want a warning naming phone_bidx: %d\nstdout: %s\nstderr: %s", what, code, stdout, stderr)
 		}
@@ -160,6 +162,14 @@ func TestIndexKeyRotationPartialBlindIndex(t *testing.T) {
 	warned("verify", code, stdout, stderr)
 	if code != 0 || !strings.Contains(stdout, `every value decrypts and every value of the --blind-index columns matches; column "phone_bidx" holds blind index values but was not checked`) {
 		t.Errorf("verify: %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	// --all-blind-indexes vouches for the flags and skips the sample: no
+	// warning, and --check trusts it (here wrongly, which is the point of
+	// the sample it skips).
+	code, stdout, stderr = runCLI(t, append([]string{"status", "--check", "--all-blind-indexes"}, partial...)...)
+	if code != 0 || stderr != "" || !strings.Contains(stdout, "Every value is under the active key versions.") {
+		t.Errorf("status --check --all-blind-indexes: %d\n%s\n%s", code, stdout, stderr)
 	}
 
 	// With phone_bidx given too: rotated, and done.
@@ -257,5 +267,54 @@ func TestIndexKeyVersionsDeduplicated(t *testing.T) {
 	if code != exitFailures || !strings.Contains(stderr, "COLCRYPT_INDEX_KEYS holds index key versions 1, 2 (") ||
 		!strings.Contains(stderr, "holds versions 1, 2)") || strings.Contains(stdout+stderr, "1, 1") {
 		t.Errorf("status --check, versions 1, 2, 1: %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// A blind index column with a damaged value among its sampled values is
+// still found (most of them are index values); columns of types that
+// cannot hold one are not read.
+func TestFindStrayIndexesMajority(t *testing.T) {
+	i1, err := keyprovider.GenerateKey(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keyprovider.NewStatic(1, i1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := blindindex.New("t.v", ks, blindindex.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, damaged TEXT, few TEXT, at TIMESTAMP)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 16 {
+		v, err := ix.Compute(fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		damaged, few := v, fmt.Sprint("text ", i)
+		if i == 3 {
+			damaged = ""
+		}
+		if i < 2 {
+			few = v
+		}
+		if _, err := db.Exec(`INSERT INTO t VALUES (?, ?, ?, ?)`, i, damaged, few, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := findStrayIndexes(context.Background(), db, rotation.Table{Name: "t", Dialect: rotation.SQLite}, []string{"id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].column != "damaged" || got[0].sampled != 15 || got[0].other != 1 {
+		t.Fatalf("found %+v, want damaged alone (15 of 16)", got)
 	}
 }

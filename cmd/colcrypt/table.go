@@ -36,6 +36,7 @@ const (
 	flagDatabaseURL    = "database-url"
 	flagDriver         = "driver"
 	flagBlindIndexName = "blind-index"
+	flagAllIndexes     = "all-blind-indexes"
 )
 
 // listFlag is a flag that may be repeated.
@@ -53,6 +54,9 @@ type tableFlags struct {
 	pk          string
 	columns     listFlag
 	indexes     listFlag
+	// allIndexes vouches that --blind-index names every blind index of
+	// the table, so that none is looked for.
+	allIndexes bool
 }
 
 // newFlagSet returns a flag set for command name that reports errors as
@@ -68,6 +72,7 @@ func newFlagSet(name string, tf *tableFlags) *flag.FlagSet {
 		fs.StringVar(&tf.pk, "pk", defaultPrimaryKey, "primary key column")
 		fs.Var(&tf.columns, "column", "encrypted column (repeatable)")
 		fs.Var(&tf.indexes, flagBlindIndexName, "blind index spec (repeatable)")
+		fs.BoolVar(&tf.allIndexes, flagAllIndexes, false, "the --blind-index flags name every blind index of the table: do not look for others")
 	}
 	return fs
 }
@@ -170,6 +175,9 @@ type setup struct {
 	// table that hold blind index values but that no --blind-index
 	// names: the command does not look at them, and says so.
 	unindexed []strayIndex
+	// searchErr is why the search for such columns failed (a role that
+	// may not read every column, say): the command goes on and says so.
+	searchErr error
 }
 
 // indexKeyVersions returns the distinct versions of the index keyring in
@@ -199,6 +207,7 @@ func indexKeyVersions() []uint32 {
 // blind index values that no --blind-index names, so the command neither
 // counts, rotates nor checks them.
 func (st *setup) warnUnindexed(w io.Writer, cmd string) {
+	st.warnSearchFailed(w, cmd)
 	if len(st.unindexed) == 0 {
 		return
 	}
@@ -210,18 +219,29 @@ func (st *setup) warnUnindexed(w io.Writer, cmd string) {
 		fmt.Fprintf(w, "  and this command leaves out the blind index columns no --%s names.\n", flagBlindIndexName)
 	}
 	for _, s := range st.unindexed {
-		sampled := fmt.Sprintf("%d sampled values, all blind index values", s.sampled)
-		if s.sampled == 1 {
-			sampled = "1 sampled value, a blind index value"
+		sampled := fmt.Sprintf("%d of %d sampled values are blind index values", s.sampled, s.sampled+s.other)
+		if s.sampled+s.other == 1 {
+			sampled = "its 1 sampled value is a blind index value"
 		}
 		fmt.Fprintf(w, "  Column %s holds blind index values but no --%s names it (%s).\n",
 			strconv.Quote(s.column), flagBlindIndexName, sampled)
 	}
 	fmt.Fprintf(w, "  Give every blind index of the table with --%s INDEX_COLUMN=SOURCE_COLUMN[,options], as the\n"+
 		"  application configures it, and keep every index key version until `colcrypt status --check`\n"+
-		"  with those flags exits 0. For a column that only looks like a blind index, unset %s\n"+
-		"  for the command.\n",
-		flagBlindIndexName, envIndexKeys)
+		"  with those flags exits 0. If a column only looks like a blind index, pass --%s.\n",
+		flagBlindIndexName, flagAllIndexes)
+}
+
+// warnSearchFailed warns on w, for command cmd, that the search for blind
+// index columns no --blind-index names could not be made.
+func (st *setup) warnSearchFailed(w io.Writer, cmd string) {
+	if st.searchErr == nil {
+		return
+	}
+	fmt.Fprintf(w, "colcrypt %s: WARNING: %s holds index key versions %s (an index key rotation in progress), but\n"+
+		"  the table could not be sampled for blind index columns no --%s names: %v\n"+
+		"  Pass --%s if the --%s flags name every blind index of the table.\n",
+		cmd, envIndexKeys, versionList(st.indexVersions), flagBlindIndexName, st.searchErr, flagAllIndexes, flagBlindIndexName)
 }
 
 // unindexedClause says, in a sentence about the table, that the columns
@@ -332,7 +352,7 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 		return nil, err
 	}
 	st.db, st.job = db, job
-	if st.indexVersions != nil {
+	if st.indexVersions != nil && !tf.allIndexes {
 		// An index-key rotation: look for blind index columns that no
 		// --blind-index names. The table without its indexes is checked
 		// against the catalog first (existence, names, MySQL's character
@@ -351,11 +371,9 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 			err = rj.CheckIndexes(ctx)
 		}
 		if err == nil {
-			st.unindexed, err = findStrayIndexes(ctx, db, job.Table(), named)
-			if err != nil {
-				err = fmt.Errorf("looking for blind index columns that no --%s names (%s holds versions %s): %w",
-					flagBlindIndexName, envIndexKeys, versionList(st.indexVersions), err)
-			}
+			// A sample that cannot be read (a role without SELECT on
+			// every column) does not stop the command: it says so.
+			st.unindexed, st.searchErr = findStrayIndexes(ctx, db, job.Table(), named)
 		}
 		if err != nil {
 			_ = db.Close()
