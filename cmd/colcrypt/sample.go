@@ -34,10 +34,11 @@ type strayIndex struct {
 // textType reports whether a column of the database type name (as
 // database/sql reports it) can hold a blind index value: character and
 // binary types, and a type the driver does not name (SQLite's untyped
-// columns). Numbers, times, UUIDs, JSON and the like cannot.
+// columns; pgx gives the OID of a type it does not know, such as a domain
+// or citext). Numbers, times, UUIDs, JSON and the like cannot.
 func textType(name string) bool {
 	n := strings.ToUpper(name)
-	if n == "" {
+	if n == "" || strings.Trim(n, "0123456789") == "" {
 		return true
 	}
 	for _, t := range []string{"CHAR", "TEXT", "BLOB", "BINARY", "BYTEA", "CLOB", "STRING"} {

@@ -318,3 +318,15 @@ func TestFindStrayIndexesMajority(t *testing.T) {
 		t.Fatalf("found %+v, want damaged alone (15 of 16)", got)
 	}
 }
+
+func TestTextType(t *testing.T) {
+	for name, want := range map[string]bool{
+		"TEXT": true, "VARCHAR": true, "BPCHAR": true, "BYTEA": true, "BLOB": true, "VARBINARY": true,
+		"citext": true, "": true, "16423": true, // unnamed: SQLite's untyped, pgx's unknown OIDs
+		"INT8": false, "TIMESTAMPTZ": false, "UUID": false, "JSONB": false, "NUMERIC": false, "BOOL": false,
+	} {
+		if got := textType(name); got != want {
+			t.Errorf("textType(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
