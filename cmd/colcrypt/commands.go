@@ -166,7 +166,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer st.close()
-	st.warnUnindexed(stderr, "status")
+	st.warnUnindexed(stderr, "status", false)
 	var c *rotation.Census
 	if *decrypt {
 		c, err = st.job.Verify(ctx, rotation.VerifyOptions{SkipIndexes: true})
@@ -312,9 +312,9 @@ func printCensus(w io.Writer, c *rotation.Census, st *setup, mismatch bool) {
 	switch {
 	case mismatch:
 		fmt.Fprintf(w, "The --%s settings do not reproduce the stored index values (see the error below): fix them to match the application's before `colcrypt rotate`.\n", flagBlindIndexName)
-	case c.Done() && len(st.unindexed) > 0 && st.ikeys == nil:
+	case c.Done() && st.incomplete() && st.ikeys == nil:
 		fmt.Fprintf(w, "Every value of the --column columns is under the active data key version; %s.\n", st.unindexedClause("looked at"))
-	case c.Done() && len(st.unindexed) > 0:
+	case c.Done() && st.incomplete():
 		fmt.Fprintf(w, "Every value of the --column and --%s columns is under the active key versions; %s.\n", flagBlindIndexName, st.unindexedClause("looked at"))
 	case c.Done():
 		fmt.Fprintln(w, "Every value is under the active key versions.")
@@ -393,7 +393,7 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		return err
 	}
 	defer st.close()
-	st.warnUnindexed(stderr, name)
+	st.warnUnindexed(stderr, name, false)
 
 	verb := "rotating"
 	if name == "encrypt-existing" {
@@ -460,16 +460,16 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		}
 		fmt.Fprintf(stdout, "every value of %s is now under key version %d", st.job.Table(), activeVersion(st.keys))
 		switch {
-		case st.ikeys != nil && len(st.unindexed) > 0:
+		case st.ikeys != nil && st.incomplete():
 			fmt.Fprintf(stdout, ", and every value of the --%s columns under index key version %d; %s",
 				flagBlindIndexName, activeVersion(st.ikeys), st.unindexedClause("rotated"))
 		case st.ikeys != nil:
 			fmt.Fprintf(stdout, ", and every blind index value under index key version %d", activeVersion(st.ikeys))
-		case len(st.unindexed) > 0:
+		case st.incomplete():
 			fmt.Fprintf(stdout, "; %s", st.unindexedClause("rotated"))
 		}
 		fmt.Fprintln(stdout)
-		st.warnUnindexed(stderr, name) // again, after the progress lines
+		st.warnUnindexed(stderr, name, true) // again, after the progress lines
 		return nil
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return codedError{exitInterrupted, errInterruptedRotation}
@@ -515,7 +515,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer st.close()
-	st.warnUnindexed(stderr, "verify")
+	st.warnUnindexed(stderr, "verify", false)
 	c, err := st.job.Verify(ctx, rotation.VerifyOptions{
 		BatchSize:   *batch,
 		SkipIndexes: *skip,
@@ -530,11 +530,11 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "verified %d rows of %s: every value decrypts", c.Rows, st.job.Table())
 	switch {
-	case len(c.Indexes) > 0 && !*skip && len(st.unindexed) > 0:
+	case len(c.Indexes) > 0 && !*skip && st.incomplete():
 		fmt.Fprintf(stdout, " and every value of the --%s columns matches; %s", flagBlindIndexName, st.unindexedClause("checked"))
 	case len(c.Indexes) > 0 && !*skip:
 		fmt.Fprint(stdout, " and every blind index value matches")
-	case len(st.unindexed) > 0:
+	case st.incomplete():
 		fmt.Fprintf(stdout, "; %s", st.unindexedClause("checked"))
 	}
 	fmt.Fprintln(stdout)

@@ -105,10 +105,11 @@ Keys (from the environment):
   COLCRYPT_INDEX_KEYS         blind index root keys, for --blind-index
   COLCRYPT_ACTIVE_INDEX_KEY   the active index key version
   While COLCRYPT_INDEX_KEYS holds more than one version (an index key rotation),
-  status, rotate and verify read a sample of the table (its first 16 rows, and up
-  to 16 non-NULL values of each text column NULL in all of them) for columns that
-  no --column or --blind-index names and whose sampled values are mostly blind
-  index values (b<N>:... or a<N>:...). They warn about each such column, and
+  status, rotate, encrypt-existing and verify read a sample of the table (its
+  first 16 rows, and up to 16 non-NULL values of each text column NULL in all of
+  them: from the first 10,000 rows, then, in a larger table where there are
+  none, from all) for columns that no --column or --blind-index names and whose
+  sampled values are mostly blind index values (b<N>:... or a<N>:...). They warn about each such column, and
   status --check exits 3: it cannot vouch for index values it was not told
   about (nor when the sample cannot be read). A table without such columns (no
   blind indexes, or every one given) gets no warning. --all-blind-indexes
@@ -120,8 +121,9 @@ Exit status: 0 done; 1 error (rotate: also --blind-index settings that do not
 match the stored index values); 2 bad usage; 3 rows failed to decrypt (rotate,
 encrypt-existing, verify, status --decrypt), --blind-index settings that do not
 match the stored index values (status), or, for status --check, values not yet
-under the active keys or blind index columns no --blind-index names during an
-index key rotation (see Keys); 130 interrupted (SIGINT or SIGTERM).
+under the active keys, or blind index columns no --blind-index names during an
+index key rotation, or a table that could not be sampled for them (see Keys);
+130 interrupted (SIGINT or SIGTERM).
 
 Rotating a key (the table users, with a blind index email_bidx of email):
   colcrypt keygen --add       # data keys; --add --index for the blind index keys

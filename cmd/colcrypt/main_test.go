@@ -303,7 +303,7 @@ func TestUsageText(t *testing.T) {
 		"blind index columns no --blind-index names during an\nindex key rotation",
 		// Only columns that hold blind index values count: a table without
 		// any gets no warning.
-		"for columns that\n  no --column or --blind-index names and whose sampled values are mostly blind\n  index values",
+		"for columns that no --column or --blind-index names and whose\n  sampled values are mostly blind index values",
 		"A table without such columns (no\n  blind indexes, or every one given) gets no warning. --all-blind-indexes",
 	} {
 		if !strings.Contains(usage, want) {

@@ -19,8 +19,9 @@ import (
 const strayRows = 16
 
 // strayScanRows bounds the rows that the search for a sparse column's
-// non-NULL values reads, so that a column NULL everywhere costs no full
-// scan.
+// non-NULL values reads first, so that in a table of at most that many
+// rows a column NULL everywhere costs no full scan. In a larger table such
+// a column is then read in full: a sparse index must not go unseen.
 const strayScanRows = 10000
 
 // strayIndex is a column of the table that no --column or --blind-index
@@ -86,8 +87,10 @@ func quoteIn(d rotation.Dialect, name string) string {
 // values are blind index values (a damaged or empty value does not hide
 // one). It reads the first strayRows rows of the table, and, for each
 // column that is NULL in all of them, up to strayRows of its non-NULL
-// values among the first strayScanRows rows. A column with no non-NULL
-// value sampled is not one. The columns come back in the table's order.
+// values among the first strayScanRows rows (in a larger table, then among
+// all of them). A column with no non-NULL value sampled is not one. The
+// columns come back in the table's order. When a column cannot be read,
+// the columns found so far come back with the first error.
 //
 // t must have been resolved against the catalog first (the job checks the
 // names it was given, and on MySQL the connection's character set).
@@ -146,34 +149,64 @@ func findStrayIndexes(ctx context.Context, db *sql.DB, t rotation.Table, named [
 	rows.Close()
 
 	var out []strayIndex
+	var firstErr error
+	big := -1 // whether the table has more than strayScanRows rows; -1: not asked
 	for i, c := range cols {
 		st := &states[i]
 		if isNamed(c) || !textType(types[i].DatabaseTypeName()) {
 			continue
 		}
+		count := func(v any) {
+			if b, ok := sampleBytes(v); ok && isIndexValue(b) {
+				st.sampled++
+			} else {
+				st.other++
+			}
+		}
 		if st.sampled+st.other == 0 {
 			// NULL in every row read: a sparse column, such as an
-			// optional phone number's index. Read its non-NULL values.
-			if err := sampleColumn(ctx, db, t, c, func(v any) {
-				if b, ok := sampleBytes(v); ok && isIndexValue(b) {
-					st.sampled++
-				} else {
-					st.other++
+			// optional phone number's index. Read its non-NULL values,
+			// among the first strayScanRows rows, then, if the table has
+			// more and none was found, among all.
+			err := sampleColumn(ctx, db, t, c, strayScanRows, count)
+			if err == nil && st.sampled+st.other == 0 {
+				if big < 0 {
+					big, err = moreRowsThan(ctx, db, t, strayScanRows)
 				}
-			}); err != nil {
-				return nil, err
+				if err == nil && big == 1 {
+					err = sampleColumn(ctx, db, t, c, 0, count)
+				}
+			}
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
 			}
 		}
 		if st.sampled > st.other {
 			out = append(out, strayIndex{column: c, sampled: st.sampled, other: st.other})
 		}
 	}
-	return out, nil
+	return out, firstErr
+}
+
+// moreRowsThan returns 1 if table t has more than n rows, else 0, reading
+// at most n+1 of them.
+func moreRowsThan(ctx context.Context, db *sql.DB, t rotation.Table, n int) (int, error) {
+	var rows int
+	if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM (SELECT 1 AS x FROM %s LIMIT %d) AS colcrypt_count", t, n+1)).Scan(&rows); err != nil {
+		return 0, fmt.Errorf("counting the rows of %s: %w", t, err)
+	}
+	if rows > n {
+		return 1, nil
+	}
+	return 0, nil
 }
 
 // sampleColumn calls f with up to strayRows non-NULL values of column c of
-// table t.
-func sampleColumn(ctx context.Context, db *sql.DB, t rotation.Table, c string, f func(any)) error {
+// table t, among its first scan rows (0: all of them).
+func sampleColumn(ctx context.Context, db *sql.DB, t rotation.Table, c string, scan int, f func(any)) error {
 	if t.Dialect == rotation.MySQL && !asciiName(c) {
 		// As package rotation does: in a client character set such as
 		// gbk, a backquote byte can end a multi-byte character.
@@ -191,8 +224,12 @@ func sampleColumn(ctx context.Context, db *sql.DB, t rotation.Table, c string, f
 		return fmt.Errorf("reading a sample of %s: a column name is not valid UTF-8", t)
 	}
 	q := quoteIn(t.Dialect, c)
-	rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s LIMIT %d) AS colcrypt_sample WHERE %s IS NOT NULL LIMIT %d",
-		q, q, t, strayScanRows, q, strayRows))
+	query := fmt.Sprintf("SELECT %s FROM %s WHERE %s IS NOT NULL LIMIT %d", q, t, q, strayRows)
+	if scan > 0 {
+		query = fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s LIMIT %d) AS colcrypt_sample WHERE %s IS NOT NULL LIMIT %d",
+			q, q, t, scan, q, strayRows)
+	}
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
 		return fmt.Errorf("reading a sample of column %s of %s: %w", strconv.Quote(c), t, err)
 	}

@@ -330,3 +330,55 @@ func TestTextType(t *testing.T) {
 		}
 	}
 }
+
+// A sparse index column NULL in every one of the first 10,000 rows of a
+// larger table is still found: the bounded read finds nothing, and the
+// column is then read in full.
+func TestFindStrayIndexesBeyondTheBound(t *testing.T) {
+	i1, err := keyprovider.GenerateKey(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keyprovider.NewStatic(1, i1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := blindindex.New("t.v", ks, blindindex.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "big.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, late TEXT, never TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = strayScanRows + 30
+	for i := range n {
+		var late any
+		if i >= strayScanRows+5 {
+			if late, err = ix.Compute(fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec(`INSERT INTO t (id, late) VALUES (?, ?)`, i, late); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := findStrayIndexes(context.Background(), db, rotation.Table{Name: "t", Dialect: rotation.SQLite}, []string{"id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].column != "late" || got[0].sampled != strayRows {
+		t.Fatalf("found %+v, want late (%d values)", got, strayRows)
+	}
+}

@@ -206,8 +206,13 @@ func indexKeyVersions() []uint32 {
 // index-key rotation is in progress and the table has columns holding
 // blind index values that no --blind-index names, so the command neither
 // counts, rotates nor checks them.
-func (st *setup) warnUnindexed(w io.Writer, cmd string) {
-	st.warnSearchFailed(w, cmd)
+//
+// again marks the repeat that rotate prints after its progress lines: the
+// search's failure, with its driver error, is said once.
+func (st *setup) warnUnindexed(w io.Writer, cmd string, again bool) {
+	if !again {
+		st.warnSearchFailed(w, cmd)
+	}
 	if len(st.unindexed) == 0 {
 		return
 	}
@@ -244,10 +249,20 @@ func (st *setup) warnSearchFailed(w io.Writer, cmd string) {
 		cmd, envIndexKeys, versionList(st.indexVersions), flagBlindIndexName, st.searchErr, flagAllIndexes, flagBlindIndexName)
 }
 
+// incomplete reports whether the command leaves out blind index columns,
+// or could not tell: columns found that no --blind-index names, or a
+// sample that could not be read.
+func (st *setup) incomplete() bool { return len(st.unindexed) > 0 || st.searchErr != nil }
+
 // unindexedClause says, in a sentence about the table, that the columns
 // of st.unindexed were not looked at (verb: "looked at", "rotated",
-// "checked"), and why.
+// "checked"), and why; or, when the sample could not be read, that other
+// blind index columns may not have been.
 func (st *setup) unindexedClause(verb string) string {
+	if len(st.unindexed) == 0 && st.searchErr != nil {
+		return fmt.Sprintf("the table could not be sampled for blind index columns that no --%s names (see the warning), so any such column was not %s",
+			flagBlindIndexName, verb)
+	}
 	if st.ikeys == nil {
 		holds := "column %s holds"
 		if len(st.unindexed) > 1 {
