@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
 	"github.com/colcrypt/colcrypt/keyprovider"
 	"github.com/colcrypt/colcrypt/rotation"
@@ -101,12 +102,7 @@ func TestParseDatabase(t *testing.T) {
 func TestSQLiteCommands(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	file := filepath.Join(dir, "app.db")
-	db, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	file, db := sqliteFile(t)
 	k1, _ := keyprovider.GenerateKey(1)
 	k2, _ := keyprovider.GenerateKey(2)
 	s1, _ := keyprovider.NewStatic(1, k1)
@@ -237,12 +233,7 @@ func TestMySQLConnectionError(t *testing.T) {
 // is taken as encrypted by the job's prefix test; encrypt-existing must not
 // then claim that every value is encrypted.
 func TestEncryptExistingVerifies(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	file, db := sqliteFile(t)
 	if _, err := db.Exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)`); err != nil {
 		t.Fatal(err)
 	}
@@ -272,12 +263,7 @@ func TestEncryptExistingVerifies(t *testing.T) {
 // and points DATABASE_URL and the keys at them.
 func newSQLiteTable(t *testing.T, n int, plaintexts ...string) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	file, db := sqliteFile(t)
 	k1, _ := keyprovider.GenerateKey(1)
 	s1, _ := keyprovider.NewStatic(1, k1)
 	codec := encryptedtype.NewCodec(s1)
@@ -362,4 +348,32 @@ func TestInterrupted(t *testing.T) {
 	if code != exitInterrupted || !strings.Contains(stderr.String(), "interrupted") || strings.Contains(stdout.buf.String(), "row 50") {
 		t.Errorf("verify interrupted while running: exit %d\nstdout: %s\nstderr: %s", code, stdout.buf.String(), stderr.String())
 	}
+}
+
+// sqliteFile creates an SQLite database file in t's temporary directory and
+// returns its path and a pool on it, closed when t ends.
+func sqliteFile(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "app.db")
+	db, err := sql.Open("sqlite", "file:"+file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return file, db
+}
+
+// testIndex returns the blind index called name under a keyring of key
+// alone.
+func testIndex(t *testing.T, name string, key keyprovider.Key, cfg blindindex.Config) *blindindex.Index {
+	t.Helper()
+	ks, err := keyprovider.NewStatic(key.Version(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := blindindex.New(name, ks, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,19 +18,10 @@ import (
 func indexTable(t *testing.T, n int, k1, i1 keyprovider.Key) {
 	t.Helper()
 	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	file, db := sqliteFile(t)
 	keys, _ := keyprovider.NewStatic(1, k1)
 	codec := encryptedtype.NewCodec(keys)
-	ikeys, _ := keyprovider.NewStatic(1, i1)
-	ix, err := blindindex.New("users.email", ikeys, blindindex.Config{Normalize: blindindex.Chain(blindindex.TrimSpace, blindindex.NFKC, blindindex.Fold)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix := testIndex(t, "users.email", i1, blindindex.Config{Normalize: blindindex.Chain(blindindex.TrimSpace, blindindex.NFKC, blindindex.Fold)})
 	if _, err := db.Exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, email_bidx TEXT)`); err != nil {
 		t.Fatal(err)
 	}

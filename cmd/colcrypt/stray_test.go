@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,23 +24,11 @@ import (
 func strayTable(t *testing.T, k1, i1 keyprovider.Key) []string {
 	t.Helper()
 	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	file, db := sqliteFile(t)
 	keys, _ := keyprovider.NewStatic(1, k1)
 	codec := encryptedtype.NewCodec(keys)
-	ikeys, _ := keyprovider.NewStatic(1, i1)
-	ie, err := blindindex.New("users.email", ikeys, blindindex.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip, err := blindindex.New("users.phone", ikeys, blindindex.Config{Normalize: blindindex.DigitsOnly, Bits: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ie := testIndex(t, "users.email", i1, blindindex.Config{})
+	ip := testIndex(t, "users.phone", i1, blindindex.Config{Normalize: blindindex.DigitsOnly, Bits: 32})
 	if _, err := db.Exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, email_bidx TEXT, note TEXT,
 		phone TEXT, phone_bidx TEXT, tag TEXT, mixed TEXT, age INTEGER)`); err != nil {
 		t.Fatal(err)
@@ -199,11 +185,7 @@ func TestIndexKeyRotationNoBlindIndexes(t *testing.T) {
 	k1, _ := keyprovider.GenerateKey(1)
 	i1, _ := keyprovider.GenerateKey(1)
 	i2, _ := keyprovider.GenerateKey(2)
-	file := filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, db := sqliteFile(t)
 	keys, _ := keyprovider.NewStatic(1, k1)
 	codec := encryptedtype.NewCodec(keys)
 	if _, err := db.Exec(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, title TEXT, body_bidx TEXT, created INTEGER)`); err != nil {
@@ -278,19 +260,8 @@ func TestFindStrayIndexesMajority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := keyprovider.NewStatic(1, i1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := blindindex.New("t.v", ks, blindindex.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	ix := testIndex(t, "t.v", i1, blindindex.Config{})
+	_, db := sqliteFile(t)
 	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, damaged TEXT, few TEXT, at TIMESTAMP)`); err != nil {
 		t.Fatal(err)
 	}
@@ -339,19 +310,8 @@ func TestFindStrayIndexesBeyondTheBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := keyprovider.NewStatic(1, i1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := blindindex.New("t.v", ks, blindindex.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "big.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	ix := testIndex(t, "t.v", i1, blindindex.Config{})
+	_, db := sqliteFile(t)
 	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, late TEXT, never TEXT)`); err != nil {
 		t.Fatal(err)
 	}
