@@ -153,10 +153,7 @@ func TestIndexKeyRotationPartialBlindIndex(t *testing.T) {
 	// --all-blind-indexes vouches for the flags and skips the sample: no
 	// warning, and --check trusts it (here wrongly, which is the point of
 	// the sample it skips).
-	code, stdout, stderr = runCLI(t, append([]string{"status", "--check", "--all-blind-indexes"}, partial...)...)
-	if code != 0 || stderr != "" || !strings.Contains(stdout, "Every value is under the active key versions.") {
-		t.Errorf("status --check --all-blind-indexes: %d\n%s\n%s", code, stdout, stderr)
-	}
+	checkDone(t, "status --check --all-blind-indexes", append([]string{"status", "--check", "--all-blind-indexes"}, partial...)...)
 
 	// With phone_bidx given too: rotated, and done.
 	code, stdout, stderr = runCLI(t, append([]string{"rotate", "--progress", "none"}, full...)...)
@@ -164,10 +161,7 @@ func TestIndexKeyRotationPartialBlindIndex(t *testing.T) {
 		!strings.Contains(stdout, "and every blind index value under index key version 2") {
 		t.Errorf("rotate, every --blind-index: %d\n%s\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = runCLI(t, append([]string{"status", "--check"}, full...)...)
-	if code != 0 || stderr != "" || !strings.Contains(stdout, "Every value is under the active key versions.") {
-		t.Errorf("status --check, every --blind-index: %d\n%s\n%s", code, stdout, stderr)
-	}
+	checkDone(t, "status --check, every --blind-index", append([]string{"status", "--check"}, full...)...)
 	// The names are matched as SQLite does, whatever their case.
 	upper := []string{"--table", "users", "--column", "email", "--column", "phone", "--blind-index", "email_bidx=email", "--blind-index", "PHONE_BIDX=phone,normalize=digits,bits=32"}
 	code, stdout, stderr = runCLI(t, append([]string{"status", "--check"}, upper...)...)
@@ -207,11 +201,8 @@ func TestIndexKeyRotationNoBlindIndexes(t *testing.T) {
 	t.Setenv("COLCRYPT_INDEX_KEYS", keyprovider.EncodeKeys(i1, i2))
 	t.Setenv("COLCRYPT_ACTIVE_INDEX_KEY", "2")
 	table := []string{"--table", "notes", "--column", "body"}
-	code, stdout, stderr := runCLI(t, append([]string{"status", "--check"}, table...)...)
-	if code != 0 || stderr != "" || !strings.Contains(stdout, "Every value is under the active key versions.") {
-		t.Errorf("status --check: %d\n%s\n%s", code, stdout, stderr)
-	}
-	code, stdout, stderr = runCLI(t, append([]string{"rotate", "--progress", "none"}, table...)...)
+	checkDone(t, "status --check", append([]string{"status", "--check"}, table...)...)
+	code, stdout, stderr := runCLI(t, append([]string{"rotate", "--progress", "none"}, table...)...)
 	if code != 0 || stderr != "" || strings.Contains(stdout, "not rotated") || !strings.Contains(stdout, `every value of "notes" is now under key version 1`) {
 		t.Errorf("rotate: %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -340,5 +331,16 @@ func TestFindStrayIndexesBeyondTheBound(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].column != "late" || got[0].sampled != strayRows {
 		t.Fatalf("found %+v, want late (%d values)", got, strayRows)
+	}
+}
+
+// checkDone runs the command args (a status --check) and fails t unless
+// it exits 0, says every value is under the active versions, and warns
+// of nothing.
+func checkDone(t *testing.T, what string, args ...string) {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, args...)
+	if code != 0 || stderr != "" || !strings.Contains(stdout, "Every value is under the active key versions.") {
+		t.Errorf("%s: %d\n%s\n%s", what, code, stdout, stderr)
 	}
 }
