@@ -367,16 +367,12 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 			ErrInvalidTable, t, why, client, mysqlVarName(results), mysqlVarName(connection))
 	}
 
-	seen := map[string]bool{pk.name: true}
+	find := describedColumn(t, d.quote, pk.name, lookup, func(c mysqlColumn) string { return c.name })
 	return p.addColumns(plaintext, func(name, what string) (colRef, error) {
-		c, ok := lookup(name)
-		if !ok {
-			return colRef{}, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, d.quote(name), what)
+		c, err := find(name, what)
+		if err != nil {
+			return colRef{}, err
 		}
-		if seen[c.name] {
-			return colRef{}, fmt.Errorf("%w: table %s: %s names column %s, which the description names twice", ErrInvalidTable, t, d.quote(name), d.quote(c.name))
-		}
-		seen[c.name] = true
 		if x := strings.ToUpper(c.extra); strings.Contains(x, "VIRTUAL") || strings.Contains(x, "STORED") || strings.Contains(x, "PERSISTENT") {
 			return colRef{}, fmt.Errorf("%w: table %s: column %s is generated; %s must be a stored column", ErrInvalidTable, t, d.quote(c.name), what)
 		}

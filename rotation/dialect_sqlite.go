@@ -345,16 +345,12 @@ func (d sqliteDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plainte
 	p.qpk = d.quote(pk.name)
 	p.pkKind = keyNative
 
-	seen := map[string]bool{pk.name: true}
+	find := describedColumn(t, d.quote, pk.name, lookup, func(c sqliteColumn) string { return c.name })
 	return p.addColumns(plaintext, func(name, what string) (colRef, error) {
-		c, ok := lookup(name)
-		if !ok {
-			return colRef{}, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, d.quote(name), what)
+		c, err := find(name, what)
+		if err != nil {
+			return colRef{}, err
 		}
-		if seen[c.name] {
-			return colRef{}, fmt.Errorf("%w: table %s: %s names column %s, which the description names twice", ErrInvalidTable, t, d.quote(name), d.quote(c.name))
-		}
-		seen[c.name] = true
 		ref := colRef{q: d.quote(c.name)}
 		switch aff := sqliteAffinity(c.typ); {
 		case aff == "TEXT":

@@ -442,3 +442,24 @@ func (p *plan) pkCast(n int, array bool) string {
 	}
 	return fmt.Sprintf("$%d::text::%s", n, p.pkType)
 }
+
+// describedColumn returns a function that finds the catalog column of a
+// name in the table description (what says which: "an encrypted column",
+// "an index column") with lookup, refusing a name that is no column of t
+// and a column named twice (the primary key pk counts as named). nameOf
+// gives a catalog column's own name.
+func describedColumn[C any](t Table, quote func(string) string, pk string, lookup func(string) (C, bool), nameOf func(C) string) func(name, what string) (C, error) {
+	seen := map[string]bool{pk: true}
+	return func(name, what string) (C, error) {
+		c, ok := lookup(name)
+		if !ok {
+			return c, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, quote(name), what)
+		}
+		n := nameOf(c)
+		if seen[n] {
+			return c, fmt.Errorf("%w: table %s: %s names column %s, which the description names twice", ErrInvalidTable, t, quote(name), quote(n))
+		}
+		seen[n] = true
+		return c, nil
+	}
+}
