@@ -224,7 +224,8 @@ func (ix *Index) usable() error {
 
 // Compute returns the index value of plaintext under the active root key,
 // the value to store beside the encrypted column. It fails only when the
-// keyring has no usable active key.
+// keyring has no usable active key, or (ErrConfig) for an Index not made by
+// New.
 func (ix *Index) Compute(plaintext string) (string, error) {
 	if err := ix.usable(); err != nil {
 		return "", err
@@ -246,18 +247,24 @@ func (ix *Index) ComputeVersion(version uint32, plaintext string) (string, error
 	if err := ix.usable(); err != nil {
 		return "", err
 	}
-	k, err := ix.keys.Key(version)
-	if err != nil {
-		return "", err
-	}
-	if k.Version() != version {
-		return "", fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, k.Version(), version)
-	}
-	d, err := ix.derivedFor(k)
+	d, err := ix.derivedVersion(version)
 	if err != nil {
 		return "", err
 	}
 	return ix.compute(d, version, plaintext), nil
+}
+
+// derivedVersion returns the per-column key of root-key version v, which
+// the keyring must hold under that version.
+func (ix *Index) derivedVersion(v uint32) (*derived, error) {
+	k, err := ix.keys.Key(v)
+	if err != nil {
+		return nil, err
+	}
+	if k.Version() != v {
+		return nil, fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, k.Version(), v)
+	}
+	return ix.derivedFor(k)
 }
 
 // Lookup returns the index values of plaintext under every live root-key
@@ -285,14 +292,7 @@ func (ix *Index) Lookup(plaintext string) ([]string, error) {
 	norm := ix.Normalize(plaintext)
 	out := make([]string, 0, len(versions))
 	for _, v := range versions {
-		k, err := ix.keys.Key(v)
-		if err != nil {
-			return nil, err
-		}
-		if k.Version() != v {
-			return nil, fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, k.Version(), v)
-		}
-		d, err := ix.derivedFor(k)
+		d, err := ix.derivedVersion(v)
 		if err != nil {
 			return nil, err
 		}
@@ -339,14 +339,7 @@ func (ix *Index) LookupPair(plaintext string) (active, other string, err error) 
 			return "", "", fmt.Errorf("%w: index %q", ErrTooManyVersions, ix.name)
 		}
 		seen = true
-		ko, err := ix.keys.Key(v)
-		if err != nil {
-			return "", "", err
-		}
-		if ko.Version() != v {
-			return "", "", fmt.Errorf("%w: keyring returned version %d for version %d", keyprovider.ErrInvalidKey, ko.Version(), v)
-		}
-		do, err := ix.derivedFor(ko)
+		do, err := ix.derivedVersion(v)
 		if err != nil {
 			return "", "", err
 		}
@@ -500,8 +493,7 @@ func (ix *Index) store(old map[uint32]*derived, d *derived) *derived {
 // parseValue splits a stored index value into its mode letter, version and
 // raw (truncated) MAC.
 func parseValue(value string) (mode byte, version uint32, mac []byte, err error) {
-	const maxLen = maxValueLen
-	if len(value) > maxLen {
+	if len(value) > maxValueLen {
 		return 0, 0, nil, fmt.Errorf("%w: %d bytes is longer than any index value", ErrMalformed, len(value))
 	}
 	if len(value) < 4 || (value[0] != 'b' && value[0] != 'a') {
