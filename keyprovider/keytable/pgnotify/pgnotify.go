@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"regexp"
 	"sync"
@@ -83,7 +84,13 @@ var channelName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 func Listen(ctx context.Context, connString, channel string, onNotify func(), opts Options) (*Listener, error) {
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("pgnotify: %w", err)
+		// pgx quotes what it cannot parse and hides a password only where
+		// it recognises one: keep none of it but a file's read error.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("pgnotify: the connection string names a file that cannot be read: %s: %w", pe.Op, pe.Err)
+		}
+		return nil, errors.New("pgnotify: the connection string does not parse (not repeated here, as it may hold a password)")
 	}
 	return ListenConfig(ctx, cfg, channel, onNotify, opts)
 }
@@ -167,7 +174,6 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 		}
 		l.opts.OnError(fmt.Errorf("pgnotify: listening on %s: %w", l.channel, err))
 		closeConn(conn)
-		conn = nil
 		if conn = l.reconnect(ctx); conn == nil {
 			return // closed
 		}

@@ -19,6 +19,10 @@ func TestListenRejectsBadArguments(t *testing.T) {
 		want               string
 	}{
 		{"bad DSN", "postgres://u:sekrit@[::1", "colcrypt_keys", noop, "pgnotify"},
+		// Forms where pgx's own error would repeat the password.
+		{"spaced keyword DSN", "host=h password = sekrit port=x", "colcrypt_keys", noop, "does not parse"},
+		{"@ in a URL password", "postgres://u:sek@sekrit@h:x/db", "colcrypt_keys", noop, "does not parse"},
+		{"escaped space", `host=h password=sek\ sekrit port=x`, "colcrypt_keys", noop, "does not parse"},
 		{"bad channel", "postgres://127.0.0.1:1/db", "Keys; DROP TABLE x", noop, "channel name"},
 		{"long channel", "postgres://127.0.0.1:1/db", strings.Repeat("a", 64), noop, "channel name"},
 		{"nil func", "postgres://127.0.0.1:1/db", "colcrypt_keys", nil, "nil onNotify"},
