@@ -487,3 +487,22 @@ func allUTF8(t Table) bool {
 	}
 	return true
 }
+
+// mysqlDupKey finds the key's name at the end of the text of MySQL's error
+// 1062, "Duplicate entry '…' for key '…'".
+var mysqlDupKey = regexp.MustCompile(`for key '([^']*)'$`)
+
+// redactDuplicate returns err, or, for MySQL's duplicate-key error (1062),
+// whose text quotes the duplicate value (a blind index value, during an
+// index-key rotation), an error that names the key only: errors never
+// repeat stored values. PostgreSQL and SQLite put no value in theirs.
+func redactDuplicate(err error) error {
+	if n, ok := mysqlErrorNumber(err); !ok || n != 1062 {
+		return err
+	}
+	key := ""
+	if m := mysqlDupKey.FindStringSubmatch(err.Error()); m != nil {
+		key = " " + m[1]
+	}
+	return fmt.Errorf("MySQL error 1062: duplicate entry for unique key%s (the value is not repeated here)", key)
+}

@@ -490,3 +490,16 @@ func TestSQLiteOneConnection(t *testing.T) {
 		t.Errorf("%d values are blobs under version 2, %v", blobs, err)
 	}
 }
+
+// MySQL's duplicate-key error quotes the value; the job's error does not.
+func TestRedactDuplicate(t *testing.T) {
+	dup := fmt.Errorf("exec: %w", &mysql.MySQLError{Number: 1062, Message: "Duplicate entry 'b2:c2VjcmV0' for key 'users.email_bidx'"})
+	got := redactDuplicate(dup).Error()
+	if strings.Contains(got, "b2:c2VjcmV0") || !strings.Contains(got, "users.email_bidx") || !strings.Contains(got, "1062") {
+		t.Errorf("redactDuplicate: %q", got)
+	}
+	other := &mysql.MySQLError{Number: 1213, Message: "Deadlock found"}
+	if redactDuplicate(other) != other {
+		t.Error("redactDuplicate changed another error")
+	}
+}

@@ -633,7 +633,7 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 			query, args := r.writeSQL(b)
 			res, err := tx.ExecContext(ctx, query, args...)
 			if err != nil {
-				return false, fmt.Errorf("rotation: writing a batch of %s: %w", r.p.table, err)
+				return false, fmt.Errorf("rotation: writing a batch of %s: %w", r.p.table, redactDuplicate(err))
 			}
 			if got, err := res.RowsAffected(); err == nil && got != st.rows {
 				return false, fmt.Errorf("rotation: writing a batch of %s: %d rows updated, want %d", r.p.table, got, st.rows)
