@@ -36,9 +36,7 @@ const sqliteMaxParams = 32766
 // SQLite would take a double-quoted name that is not a column for a string
 // literal; resolve checks every name against the catalog before any
 // statement uses it.
-func (sqliteDialect) quote(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-}
+func (sqliteDialect) quote(name string) string { return quoteIdent(name) }
 
 func (sqliteDialect) pkSelect(p *plan) string { return p.qpk }
 
@@ -366,21 +364,8 @@ func (d sqliteDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plainte
 // sqliteUnique reports whether column col of table has a unique index on
 // it alone, with no WHERE clause.
 func sqliteUnique(ctx context.Context, db *sql.DB, schema, table, col string) (bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name FROM pragma_index_list(?, ?) WHERE "unique" AND NOT partial`, table, schema)
+	indexes, err := sqliteStrings(ctx, db, `SELECT name FROM pragma_index_list(?, ?) WHERE "unique" AND NOT partial`, table, schema)
 	if err != nil {
-		return false, err
-	}
-	var indexes []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return false, err
-		}
-		indexes = append(indexes, name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return false, err
 	}
 	for _, ix := range indexes {

@@ -28,10 +28,10 @@ func TestQuoteIdent(t *testing.T) {
 			t.Errorf("quoteIdent(%q) = %s, want %s", in, got, want)
 		}
 	}
-	if got := qualified(`s"x`, "t"); got != `"s""x"."t"` {
+	if got := qualifiedIn(postgresDialect{}, `s"x`, "t"); got != `"s""x"."t"` {
 		t.Errorf("qualified: %s", got)
 	}
-	if got := qualified("", "t.u"); got != `"t.u"` {
+	if got := qualifiedIn(postgresDialect{}, "", "t.u"); got != `"t.u"` {
 		t.Errorf("qualified without schema: %s", got)
 	}
 }

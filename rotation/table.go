@@ -77,10 +77,6 @@ func quoteIdent(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
-// qualified returns the quoted, schema-qualified name of a table, in
-// PostgreSQL's quoting.
-func qualified(schema, name string) string { return qualifiedIn(postgresDialect{}, schema, name) }
-
 // qualifiedIn returns the quoted, schema-qualified name of a table in
 // dialect d.
 func qualifiedIn(d sqlDialect, schema, name string) string {
