@@ -397,6 +397,16 @@ func openSQLite(t *testing.T) *sql.DB {
 // a batch SELECT leaves out by key (maxExcluded): they are read again in
 // later batches and passes, reported once, counted out of the rows left
 // (in chunks), and the job ends.
+// A pass names at most maxExcluded failed keys as parameters.
+func TestCursorCapsExcludedKeys(t *testing.T) {
+	if n := len(newCursor(exclusion{keys: make([]any, 620)}).excludeKeys); n != maxExcluded {
+		t.Errorf("620 failed keys: the cursor names %d, want %d", n, maxExcluded)
+	}
+	if n := len(newCursor(exclusion{keys: make([]any, 3)}).excludeKeys); n != 3 {
+		t.Errorf("3 failed keys: the cursor names %d", n)
+	}
+}
+
 func TestSQLiteManyFailures(t *testing.T) {
 	ctx := context.Background()
 	db := openSQLite(t)

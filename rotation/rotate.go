@@ -504,9 +504,16 @@ func (c *cursor) key() any {
 	return c.last
 }
 
+// newCursor returns the cursor of a pass that leaves out the failed rows
+// of exclude: on PostgreSQL all of them, elsewhere the first maxExcluded
+// (one parameter each).
+func newCursor(exclude exclusion) *cursor {
+	return &cursor{exclude: exclude.lit, excludeKeys: exclude.keys[:min(len(exclude.keys), maxExcluded)]}
+}
+
 // sweep makes one pass over the table with the configured workers.
 func (r *runner) sweep(ctx context.Context, exclude exclusion) error {
-	cur := &cursor{exclude: exclude.lit, excludeKeys: exclude.keys[:min(len(exclude.keys), maxExcluded)]}
+	cur := newCursor(exclude)
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup

@@ -2,6 +2,7 @@ package gormrotation
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/glebarez/sqlite"
@@ -45,10 +46,12 @@ type badTag struct {
 	Bidx  string `colcrypt:"blindindex:x"`
 }
 
+// badSource indexes a plaintext field beside an encrypted one.
 type badSource struct {
-	ID   uint
-	Name string
-	Bidx string `colcrypt:"blindindex:accounts.email;source:Name"`
+	ID    uint
+	Name  string
+	Email encryptedtype.String
+	Bidx  string `colcrypt:"blindindex:accounts.email;source:Name"`
 }
 
 type inSchema struct {
@@ -145,8 +148,12 @@ func TestDescribeErrors(t *testing.T) {
 		"plain source":        {db, &badSource{}, []*blindindex.Index{ix}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Describe(tc.db, tc.model, tc.indexes...); !errors.Is(err, ErrModel) {
+			_, err := Describe(tc.db, tc.model, tc.indexes...)
+			if !errors.Is(err, ErrModel) {
 				t.Errorf("got %v, want ErrModel", err)
+			}
+			if name == "plain source" && (err == nil || !strings.Contains(err.Error(), "source field")) {
+				t.Errorf("got %v, want it to name the source field", err)
 			}
 		})
 	}
