@@ -239,8 +239,7 @@ func printCensus(w io.Writer, c *rotation.Census, st *setup, mismatch bool) {
 	fmt.Fprintf(w, "Table %s (primary key %s): %d rows\n", t, strconv.Quote(t.PrimaryKey), c.Rows)
 	fmt.Fprintf(w, "Data key: version %d active; keyring holds %s\n", c.ActiveVersion, versionList(st.keys.Versions()))
 	if st.ikeys != nil {
-		a, _ := st.ikeys.Active()
-		fmt.Fprintf(w, "Index key: version %d active; keyring holds %s\n", a.Version(), versionList(st.ikeys.Versions()))
+		fmt.Fprintf(w, "Index key: version %d active; keyring holds %s\n", activeVersion(st.ikeys), versionList(st.ikeys.Versions()))
 	}
 	fmt.Fprintln(w)
 
@@ -279,11 +278,7 @@ func printCensus(w io.Writer, c *rotation.Census, st *setup, mismatch bool) {
 
 	if len(c.Indexes) > 0 {
 		fmt.Fprintln(w)
-		var active uint32
-		if st.ikeys != nil {
-			a, _ := st.ikeys.Active()
-			active = a.Version()
-		}
+		active := activeVersion(st.ikeys) // 0 without index keys
 		seen := map[uint32]bool{active: true}
 		for _, ix := range c.Indexes {
 			for v := range ix.Versions {
@@ -493,7 +488,7 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 // encrypt-existing.
 var errInterruptedRotation = errors.New("interrupted; every row is intact, either untouched or rewritten: run the same command again to finish")
 
-func activeVersion(s *keyprovider.Static) uint32 {
+func activeVersion(s *keyprovider.Static) uint32 { // 0 for a nil keyring
 	k, _ := s.Active()
 	return k.Version()
 }

@@ -42,9 +42,10 @@ Usage:
   colcrypt keygen [--version N] [--add] [--remove N] [--index]
   colcrypt status           TABLE-FLAGS [--check] [--decrypt]
   colcrypt rotate           TABLE-FLAGS [--batch-size N] [--workers N] [--pause D] [--dry-run] [--single-pass]
+                                        [--max-failures N] [--progress MODE]
   colcrypt encrypt-existing TABLE-FLAGS [same flags as rotate]
   colcrypt verify           TABLE-FLAGS [--batch-size N] [--skip-indexes]
-  colcrypt help [COMMAND]      (or COMMAND -h)
+  colcrypt help                (or COMMAND -h: this text)
 
 Commands:
   keygen            print a new random 256-bit key as VERSION:BASE64; with --add,

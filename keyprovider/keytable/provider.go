@@ -2,6 +2,7 @@ package keytable
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -282,8 +283,9 @@ func (p *Provider) Status() Status {
 	if p == nil {
 		return Status{LastError: errNotMade}
 	}
-	st := Status{Versions: p.Versions()}
-	if s := p.state.Load(); s != nil {
+	var st Status
+	if s := p.state.Load(); s != nil { // one snapshot: Active is among Versions
+		st.Versions = slices.Sorted(maps.Keys(s.keys))
 		st.Active = s.active.Version()
 	}
 	p.statusMu.Lock()
@@ -492,7 +494,7 @@ func (p *Provider) loadAndReport(ctx context.Context) error {
 	if err != nil && p.closeCtx.Err() != nil && errors.Is(err, context.Canceled) {
 		return err // closing: not worth reporting
 	}
-	if e := cmpOr(err, warn); e != nil {
+	if e := cmp.Or(err, warn); e != nil {
 		p.opts.OnError(e)
 	}
 	return err
@@ -510,7 +512,7 @@ func (p *Provider) loadLocked(ctx context.Context) (warn, err error) {
 			p.loadedAt = now
 		}
 		p.lastFailure = err
-		if e := cmpOr(err, warn); e != nil {
+		if e := cmp.Or(err, warn); e != nil {
 			p.lastErr, p.lastErrAt = e, now
 		} else {
 			p.lastErr = nil
@@ -526,15 +528,6 @@ func (p *Provider) loadLocked(ctx context.Context) (warn, err error) {
 	}
 	p.state.Store(next)
 	return warn, nil
-}
-
-func cmpOr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 // build makes the next snapshot from the loaded rows, reusing what old

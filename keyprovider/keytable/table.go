@@ -233,7 +233,7 @@ func (t *Table) Add(ctx context.Context, k keyprovider.Key) error {
 	if err := checkVersion(k.Version()); err != nil {
 		return err
 	}
-	wrapped, err := t.wrap(ctx, k)
+	wrapped, err := wrapChecked(ctx, t.kek, k)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func (t *Table) AddNew(ctx context.Context) (uint32, error) {
 		if err != nil {
 			return err
 		}
-		wrapped, err := t.wrap(ctx, k)
+		wrapped, err := wrapChecked(ctx, t.kek, k)
 		if err != nil {
 			return err
 		}
@@ -570,10 +570,6 @@ func (t *Table) retiredError(version uint32) error {
 }
 
 // wrap wraps k with the table's KEK and checks the result.
-func (t *Table) wrap(ctx context.Context, k keyprovider.Key) ([]byte, error) {
-	return wrapChecked(ctx, t.kek, k)
-}
-
 // wrapChecked wraps k with kek and unwraps the result, to be sure that
 // what is stored can be read back.
 func wrapChecked(ctx context.Context, kek keyprovider.KEK, k keyprovider.Key) ([]byte, error) {
