@@ -321,7 +321,8 @@ func seal[T string | []byte](c *Codec, plaintext T) ([]byte, error) {
 	var prefix [12]byte // "v" + up to 10 digits + ":"
 	p := strconv.AppendUint(append(prefix[:0], 'v'), uint64(k.Version()), 10)
 	p = append(p, ':')
-	// The whole value must be one that Open accepts.
+	// The whole value must be one that Open accepts. (rawLen first, so
+	// that EncodedLen cannot overflow an int of 32 bits.)
 	if rawLen > MaxValueSize || len(p)+b64.EncodedLen(rawLen) > MaxValueSize {
 		return nil, fmt.Errorf("%w: plaintext of %d bytes is too long (values are at most %d bytes)", ErrMalformed, len(plaintext), MaxValueSize)
 	}

@@ -53,8 +53,9 @@ type KEK interface {
 // keytable.Table.Rewrap), then drop oldKEK.
 //
 // When every KEK fails, the error wraps ErrUnwrap and each KEK's error.
-// Nil KEKs are skipped; when all of them are nil, WrapKey and UnwrapKey
-// return an error wrapping ErrWrap or ErrUnwrap.
+// UnwrapKey skips nil KEKs (and fails, wrapping ErrUnwrap, when all are
+// nil); WrapKey uses primary alone, and fails wrapping ErrWrap when it is
+// nil.
 func FallbackKEK(primary KEK, previous ...KEK) KEK {
 	return &fallbackKEK{keks: append([]KEK{primary}, previous...)}
 }

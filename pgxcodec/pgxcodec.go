@@ -89,7 +89,7 @@ func tryWrapEncryptedValue(value any) (pgtype.WrappedEncodePlanNextSetter, any, 
 	if isPtr {
 		t = t.Elem()
 	}
-	if t.PkgPath() != encryptedtypePath || t.Kind() == reflect.Pointer {
+	if t.PkgPath() != encryptedtypePath { // a **T has no package path
 		return nil, nil, false
 	}
 	return &encodePlan{ptr: isPtr}, wire(""), true
