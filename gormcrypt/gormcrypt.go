@@ -577,8 +577,8 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 	}
 	stmt := db.Statement
 	for _, b := range w.list {
-		if w.maps {
-			continue
+		if w.maps { // prepare filled them in
+			break
 		}
 		if !w.written(b.source) {
 			omitIndex(stmt, b.field)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
@@ -44,12 +45,23 @@ func TestUpsertDoUpdates(t *testing.T) {
 	}
 	f.check(t, u.ID, "again@x.com", nil)
 
-	// An index column the caller assigns too is assigned once.
+	// An index column the caller assigns too is assigned once (SQLite
+	// would take it twice; PostgreSQL refuses that), and the caller's
+	// clause, which the plugin filters, is left as it was.
 	v = user{ID: u.ID, Email: encryptedtype.NewString("both@x.com")}
-	if err := f.db.Clauses(upsertOn(clause.AssignmentColumns([]string{"email_bidx", "email"}))).Create(&v).Error; err != nil {
+	both := upsertOn(clause.AssignmentColumns([]string{"email_bidx", "email"}))
+	before = slices.Clone(both.DoUpdates)
+	sql := f.db.ToSQL(func(tx *gorm.DB) *gorm.DB { return tx.Clauses(both).Create(&user{ID: u.ID, Email: encryptedtype.NewString("both@x.com")}) })
+	if n := strings.Count(sql, "`email_bidx`=") + strings.Count(sql, `"email_bidx"=`); n != 1 {
+		t.Errorf("email_bidx assigned %d times in %s", n, sql)
+	}
+	if err := f.db.Clauses(both).Create(&v).Error; err != nil {
 		t.Fatal(err)
 	}
 	f.check(t, u.ID, "both@x.com", nil)
+	if !reflect.DeepEqual(both.DoUpdates, before) {
+		t.Errorf("the caller's clause was changed: %v, was %v", both.DoUpdates, before)
+	}
 
 	// DO UPDATE SET email = <value>, phone = <value> and NULL.
 	v = user{ID: u.ID, Email: encryptedtype.NewString("ignored@x.com")}
