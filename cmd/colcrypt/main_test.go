@@ -255,12 +255,17 @@ func TestProgressDisplay(t *testing.T) {
 			t.Errorf("bar output %q lacks %q", out, want)
 		}
 	}
+	// The line printed above the bar first wipes the bar it replaces.
+	if !regexp.MustCompile(`\r +\rfailed: row 1\n`).MatchString(out) {
+		t.Errorf("bar output %q does not clear the bar before a line", out)
+	}
 	buf.Reset()
 	p = newProgress(&buf, "lines", "x")
 	p.update(rotation.Progress{Pass: 2, Done: 10, Total: 10, Failed: 1, ETA: -1})
 	p.finish()
-	if out := buf.String(); !strings.HasPrefix(out, "progress: 100% 10/10 rows, 0 rows/s, ETA -, pass 2") || !strings.Contains(out, "1 failed") {
-		t.Errorf("lines output %q", out)
+	if out := buf.String(); !strings.HasPrefix(out, "progress: 100% 10/10 rows, 0 rows/s, ETA -, pass 2") || !strings.Contains(out, "1 failed") ||
+		strings.Count(out, "progress: ") != 2 {
+		t.Errorf("lines output %q, want the update and the final line", out)
 	}
 	buf.Reset()
 	p = newProgress(&buf, "none", "x")
