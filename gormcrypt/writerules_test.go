@@ -51,7 +51,9 @@ func TestUpsertDoUpdates(t *testing.T) {
 	v = user{ID: u.ID, Email: encryptedtype.NewString("both@x.com")}
 	both := upsertOn(clause.AssignmentColumns([]string{"email_bidx", "email"}))
 	before = slices.Clone(both.DoUpdates)
-	sql := f.db.ToSQL(func(tx *gorm.DB) *gorm.DB { return tx.Clauses(both).Create(&user{ID: u.ID, Email: encryptedtype.NewString("both@x.com")}) })
+	sql := f.db.ToSQL(func(tx *gorm.DB) *gorm.DB {
+		return tx.Clauses(both).Create(&user{ID: u.ID, Email: encryptedtype.NewString("both@x.com")})
+	})
 	if n := strings.Count(sql, "`email_bidx`=") + strings.Count(sql, `"email_bidx"=`); n != 1 {
 		t.Errorf("email_bidx assigned %d times in %s", n, sql)
 	}
