@@ -3,16 +3,15 @@ package rotation
 import (
 	"database/sql/driver"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/internal/redact"
 )
 
 // redacted is what fmt, slog and encoding/json show instead of a value.
-const redacted = "[REDACTED]"
+const redacted = redact.Marker
 
 // MigratingString is the column type for a string column while it is being
 // converted from plaintext to encrypted (Options.EncryptPlaintext): Scan
@@ -34,15 +33,15 @@ const redacted = "[REDACTED]"
 // reads plaintext and refuses "[REDACTED]" (encryptedtype.ErrRedacted), as
 // encryptedtype.String does.
 type MigratingString struct {
-	v         hidden
+	v         redact.Hidden
 	encrypted bool
 }
 
 // NewMigratingString returns a MigratingString holding s.
-func NewMigratingString(s string) MigratingString { return MigratingString{v: hide(s)} }
+func NewMigratingString(s string) MigratingString { return MigratingString{v: redact.Hide(s)} }
 
 // Plaintext returns the value.
-func (s MigratingString) Plaintext() string { return s.v.get() }
+func (s MigratingString) Plaintext() string { return s.v.Get() }
 
 // WasEncrypted reports whether Scan read the value in the wire format
 // (true) or as plaintext (false).
@@ -61,7 +60,7 @@ func (s *MigratingString) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	s.v, s.encrypted = hide(pt), enc
+	s.v, s.encrypted = redact.Hide(pt), enc
 	return nil
 }
 
@@ -71,7 +70,7 @@ func (MigratingString) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redac
 
 // MarshalJSON writes "[REDACTED]", as encryptedtype.String does (slog's
 // JSON handler included).
-func (MigratingString) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (MigratingString) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
 
 // UnmarshalJSON decodes a JSON string into s, as encryptedtype.String
 // does: JSON null leaves s unchanged, and the string "[REDACTED]", which
@@ -84,7 +83,7 @@ func (s *MigratingString) UnmarshalJSON(b []byte) error {
 	if err != nil || v == nil {
 		return err
 	}
-	s.v, s.encrypted = hide(*v), false
+	s.v, s.encrypted = redact.Hide(*v), false
 	return nil
 }
 
@@ -96,20 +95,20 @@ func (MigratingString) GormDataType() string { return "text" }
 //
 // UnmarshalJSON reads a base64 JSON string, like []byte.
 type MigratingBytes struct {
-	v         hidden // v.p is nil only for the zero MigratingBytes
+	v         redact.Hidden // not set only for the zero MigratingBytes
 	encrypted bool
 }
 
 // NewMigratingBytes returns a MigratingBytes holding a copy of b.
-func NewMigratingBytes(b []byte) MigratingBytes { return MigratingBytes{v: hideNonNil(string(b))} }
+func NewMigratingBytes(b []byte) MigratingBytes { return MigratingBytes{v: redact.HideSet(string(b))} }
 
 // Plaintext returns a copy of the value; nil only for the zero
 // MigratingBytes.
 func (b MigratingBytes) Plaintext() []byte {
-	if b.v.p == nil {
+	if !b.v.IsSet() {
 		return nil
 	}
-	return []byte(b.v.get())
+	return []byte(b.v.Get())
 }
 
 // WasEncrypted reports whether Scan read the value in the wire format
@@ -119,7 +118,7 @@ func (b MigratingBytes) WasEncrypted() bool { return b.encrypted }
 // Value implements driver.Valuer: it returns the value encrypted under the
 // default provider's active key.
 func (b MigratingBytes) Value() (driver.Value, error) {
-	return encryptedtype.NewString(b.v.get()).Value()
+	return encryptedtype.NewString(b.v.Get()).Value()
 }
 
 // Scan implements sql.Scanner, like MigratingString.Scan.
@@ -128,7 +127,7 @@ func (b *MigratingBytes) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	b.v, b.encrypted = hideNonNil(pt), enc
+	b.v, b.encrypted = redact.HideSet(pt), enc
 	return nil
 }
 
@@ -137,7 +136,7 @@ func (b *MigratingBytes) Scan(src any) error {
 func (MigratingBytes) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
 // MarshalJSON writes "[REDACTED]".
-func (MigratingBytes) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (MigratingBytes) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
 
 // UnmarshalJSON decodes a base64 JSON string into b, like []byte and
 // encryptedtype.Bytes. JSON null leaves b unchanged; the string
@@ -155,7 +154,7 @@ func (b *MigratingBytes) UnmarshalJSON(data []byte) error {
 		return errors.New("rotation: cannot decode JSON into MigratingBytes: invalid base64")
 	}
 	// pt is a buffer allocated here and never written again.
-	b.v, b.encrypted = hideNonNil(unsafe.String(unsafe.SliceData(pt), len(pt))), false
+	b.v, b.encrypted = redact.HideSet(redact.Owned(pt)), false
 	return nil
 }
 
@@ -187,60 +186,13 @@ func scanMigrating(src any) (string, bool, error) {
 	return s.Plaintext(), true, nil
 }
 
-// unmarshalMigrating decodes a JSON string or null (nil), refusing the
-// redaction marker with encryptedtype.ErrRedacted. Errors from
-// encoding/json are replaced by messages that never quote the input: a
-// SyntaxError keeps only its offset, an UnmarshalTypeError only the Go
-// type (its Value can hold the literal, such as "number 123"). name names
-// the destination in errors.
+// unmarshalMigrating decodes a JSON string or null (nil) for the type
+// called name, refusing the redaction marker (encryptedtype.ErrRedacted).
+// Errors never quote the input.
 func unmarshalMigrating(b []byte, name string) (*string, error) {
 	var v *string
-	err := json.Unmarshal(b, &v)
-	if err == nil {
-		if v != nil && *v == redacted { // however it is escaped
-			return nil, encryptedtype.ErrRedacted
-		}
-		return v, nil
+	if err := redact.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("rotation: decoding JSON into %s: %w", name, err)
 	}
-	if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
-		return nil, fmt.Errorf("rotation: invalid JSON at offset %d", se.Offset)
-	}
-	if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) {
-		// The value is decoded at the top level, so there is no Field.
-		return nil, fmt.Errorf("rotation: cannot decode JSON into %s (Go type %v): want a JSON string", name, te.Type)
-	}
-	return nil, fmt.Errorf("rotation: cannot decode JSON into %s: want a JSON string", name)
-}
-
-// hidden holds a string where reflection-based printers (fmt walking an
-// unexported field, go-spew in test diffs) cannot read it: they print an
-// unsafe.Pointer as an address. The pointer keeps the bytes alive. It is a
-// copy of encryptedtype's type of the same name, which is unexported. Only
-// immutable strings, or buffers this package allocated and never writes
-// again, are hidden.
-type hidden struct {
-	p unsafe.Pointer
-	n int
-}
-
-func hide(s string) hidden { return hidden{unsafe.Pointer(unsafe.StringData(s)), len(s)} }
-
-// emptyData is what hideNonNil points at for an empty string, whose
-// StringData may be nil.
-var emptyData byte
-
-// hideNonNil is hide with a non-nil pointer even for "", so that a nil
-// pointer marks only the zero value.
-func hideNonNil(s string) hidden {
-	if len(s) == 0 {
-		return hidden{unsafe.Pointer(&emptyData), 0}
-	}
-	return hide(s)
-}
-
-func (h hidden) get() string {
-	if h.p == nil {
-		return ""
-	}
-	return unsafe.String((*byte)(h.p), h.n)
+	return v, nil
 }

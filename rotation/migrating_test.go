@@ -152,7 +152,7 @@ func TestMigratingUnmarshalJSON(t *testing.T) {
 		}
 	}
 	var te MigratingString
-	if err := te.UnmarshalJSON([]byte(`42`)); err == nil || !strings.Contains(err.Error(), "MigratingString (Go type string)") {
+	if err := te.UnmarshalJSON([]byte(`42`)); err == nil || !strings.Contains(err.Error(), "MigratingString") || !strings.Contains(err.Error(), "Go type string") {
 		t.Errorf("type error does not name the Go type: %v", err)
 	}
 	if err := te.UnmarshalJSON([]byte(`"abc`)); err == nil || !strings.Contains(err.Error(), "offset") {
