@@ -1,11 +1,15 @@
 // Package pgxcodec registers colcrypt's column types with the type system of
 // pgx v5, so that native pgx encodes them in PostgreSQL's binary format too.
+// The column types are encryptedtype.String, encryptedtype.Bytes and
+// encryptedtype.JSON[T], and rotation.MigratingString and
+// rotation.MigratingBytes, the types of a column being converted from
+// plaintext, which write the same wire format.
 //
-// Without it the column types already work with pgx: a String, Bytes or
-// JSON[T] is a driver.Valuer and a sql.Scanner, and pgx calls Value and Scan.
-// But pgx's fallback for a driver.Valuer hands the value on as a Go string,
-// and pgx has no binary encoding of a string for bytea. Two things follow
-// for BYTEA columns:
+// Without it the column types already work with pgx: each is a
+// driver.Valuer and a sql.Scanner, and pgx calls Value and Scan. But pgx's
+// fallback for a driver.Valuer hands the value on as a Go string, and pgx
+// has no binary encoding of a string for bytea. Two things follow for BYTEA
+// columns:
 //
 //   - CopyFrom, which always uses the binary format, fails with "unable to
 //     encode … into binary format for bytea" for an encrypted value in a
@@ -27,8 +31,10 @@
 // Reading needs nothing: pgx calls Scan on the column types, in text and in
 // binary format.
 //
-// The package imports pgx; package encryptedtype does not, so programs that
-// do not use pgx do not compile it.
+// The package imports pgx; packages encryptedtype and rotation do not, so
+// programs that do not use pgx do not compile it. It imports rotation only
+// to name the two Migrating types; that adds colcrypt's own packages and no
+// module pgx does not already bring.
 package pgxcodec
 
 import (
@@ -42,6 +48,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/rotation"
 )
 
 // encryptedtypePath is the import path of package encryptedtype: every
@@ -49,11 +56,26 @@ import (
 // column type whose Value returns the wire format as a string.
 var encryptedtypePath = reflect.TypeFor[encryptedtype.String]().PkgPath()
 
-// Register makes m encode the column types of package encryptedtype
-// (String, Bytes, JSON[T] and pointers to them) directly, in text or binary
-// format, to any text-like or bytea column. Call it before m is used for a
-// query: pgx caches how it encodes each Go type. Registering twice is
-// harmless.
+// The column types of package rotation, named one by one (not by package
+// path as encryptedtype's are): that package declares other types too, and
+// a driver.Valuer added there later need not write the wire format. Their
+// Value is encryptedtype.String's, so they encode exactly as it does.
+var (
+	migratingString = reflect.TypeFor[rotation.MigratingString]()
+	migratingBytes  = reflect.TypeFor[rotation.MigratingBytes]()
+)
+
+// columnType reports whether t, not a pointer, is one of the column types.
+func columnType(t reflect.Type) bool {
+	return t.PkgPath() == encryptedtypePath || t == migratingString || t == migratingBytes
+}
+
+// Register makes m encode the column types (encryptedtype.String,
+// encryptedtype.Bytes, encryptedtype.JSON[T], rotation.MigratingString,
+// rotation.MigratingBytes, and pointers to them) directly, in text or
+// binary format, to any text-like or bytea column. Call it before m is
+// used for a query: pgx caches how it encodes each Go type. Registering
+// twice is harmless.
 func Register(m *pgtype.Map) {
 	fn := reflect.ValueOf(pgtype.TryWrapEncodePlanFunc(tryWrapEncryptedValue)).Pointer()
 	for _, f := range m.TryWrapEncodePlanFuncs {
@@ -77,9 +99,9 @@ func AfterConnect(_ context.Context, conn *pgx.Conn) error {
 }
 
 // tryWrapEncryptedValue is a pgtype.TryWrapEncodePlanFunc that takes the
-// column types of package encryptedtype and pointers to them. (pgx does not
-// dereference a pointer whose element is a driver.Valuer: it would call
-// Value on the pointer and fail for bytea in binary format.)
+// column types and pointers to them. (pgx does not dereference a pointer
+// whose element is a driver.Valuer: it would call Value on the pointer and
+// fail for bytea in binary format.)
 func tryWrapEncryptedValue(value any) (pgtype.WrappedEncodePlanNextSetter, any, bool) {
 	if _, ok := value.(driver.Valuer); !ok {
 		return nil, nil, false
@@ -89,7 +111,7 @@ func tryWrapEncryptedValue(value any) (pgtype.WrappedEncodePlanNextSetter, any, 
 	if isPtr {
 		t = t.Elem()
 	}
-	if t.PkgPath() != encryptedtypePath { // a **T has no package path
+	if !columnType(t) { // a **T has no package path and is no column type
 		return nil, nil, false
 	}
 	return &encodePlan{ptr: isPtr}, wire(""), true
@@ -125,7 +147,7 @@ func (p *encodePlan) Encode(value any, buf []byte) ([]byte, error) {
 	case []byte:
 		return p.next.Encode(wire(v), buf)
 	}
-	// Not the case for any type of encryptedtype; name the type only.
+	// Not the case for any of the column types; name the type only.
 	return nil, fmt.Errorf("pgxcodec: %T.Value returned a %T, want a string", value, v)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
 	"github.com/colcrypt/colcrypt/keyprovider"
+	"github.com/colcrypt/colcrypt/rotation"
 )
 
 // countingProvider counts the calls of Active, that is, the encryptions.
@@ -90,6 +91,10 @@ func TestEncode(t *testing.T) {
 			err := s.Scan(b)
 			return s.Plaintext().Name, err
 		}},
+		"MigratingString":  {rotation.NewMigratingString(secret), scanMigratingString},
+		"*MigratingString": {ptr(rotation.NewMigratingString(secret)), scanMigratingString},
+		"MigratingBytes":   {rotation.NewMigratingBytes([]byte(secret)), scanMigratingBytes},
+		"*MigratingBytes":  {ptr(rotation.NewMigratingBytes([]byte(secret))), scanMigratingBytes},
 	}
 	oids := map[string]uint32{"text": pgtype.TextOID, "varchar": pgtype.VarcharOID, "bytea": pgtype.ByteaOID, "unknown": 0}
 	formats := map[string]int16{"text": pgtype.TextFormatCode, "binary": pgtype.BinaryFormatCode}
@@ -116,15 +121,43 @@ func TestEncode(t *testing.T) {
 	}
 }
 
+// scanMigratingString reads b with rotation.MigratingString, and fails
+// unless b was in the wire format.
+func scanMigratingString(b []byte) (string, error) {
+	var s rotation.MigratingString
+	if err := s.Scan(b); err != nil {
+		return "", err
+	}
+	if !s.WasEncrypted() {
+		return "", errors.New("read as plaintext, not in the wire format")
+	}
+	return s.Plaintext(), nil
+}
+
+// scanMigratingBytes is scanMigratingString for rotation.MigratingBytes.
+func scanMigratingBytes(b []byte) (string, error) {
+	var s rotation.MigratingBytes
+	if err := s.Scan(b); err != nil {
+		return "", err
+	}
+	if !s.WasEncrypted() {
+		return "", errors.New("read as plaintext, not in the wire format")
+	}
+	return string(s.Plaintext()), nil
+}
+
 // TestEncodePlanNilPointer calls the plan itself with a nil pointer, which
 // pgx never does (it writes NULL first).
 func TestEncodePlanNilPointer(t *testing.T) {
-	plan, _, ok := tryWrapEncryptedValue((*encryptedtype.String)(nil))
-	if !ok {
-		t.Fatal("*encryptedtype.String was not taken")
-	}
-	if buf, err := plan.Encode((*encryptedtype.String)(nil), nil); buf != nil || err != nil {
-		t.Errorf("nil pointer: %q, %v; want NULL", buf, err)
+	for _, v := range []any{(*encryptedtype.String)(nil), (*rotation.MigratingString)(nil), (*rotation.MigratingBytes)(nil)} {
+		plan, _, ok := tryWrapEncryptedValue(v)
+		if !ok {
+			t.Errorf("%T was not taken", v)
+			continue
+		}
+		if buf, err := plan.Encode(v, nil); buf != nil || err != nil {
+			t.Errorf("nil %T: %q, %v; want NULL", v, buf, err)
+		}
 	}
 }
 
@@ -133,7 +166,10 @@ func TestEncodeNull(t *testing.T) {
 	p := useKeys(t)
 	m := pgtype.NewMap()
 	Register(m)
-	for _, v := range []any{(*encryptedtype.String)(nil), (*encryptedtype.Bytes)(nil), (*encryptedtype.JSON[profile])(nil)} {
+	for _, v := range []any{
+		(*encryptedtype.String)(nil), (*encryptedtype.Bytes)(nil), (*encryptedtype.JSON[profile])(nil),
+		(*rotation.MigratingString)(nil), (*rotation.MigratingBytes)(nil),
+	} {
 		for _, oid := range []uint32{pgtype.TextOID, pgtype.ByteaOID} {
 			buf, err := m.Encode(oid, pgtype.BinaryFormatCode, v, nil)
 			if err != nil || buf != nil {
@@ -156,20 +192,32 @@ func TestWithoutRegister(t *testing.T) {
 		t.Fatalf("pgx now encodes an encrypted value as binary bytea by itself; pgxcodec may no longer be needed for CopyFrom")
 	}
 	t.Logf("without Register: %v", err)
+	// Nor a Migrating one, which Register takes too.
+	if _, err := m.Encode(pgtype.ByteaOID, pgtype.BinaryFormatCode, rotation.NewMigratingBytes([]byte("x@y")), nil); err == nil {
+		t.Errorf("pgx now encodes a MigratingBytes as binary bytea by itself")
+	}
 	// Text columns work without it.
 	if _, err := m.Encode(pgtype.TextOID, pgtype.BinaryFormatCode, encryptedtype.NewString("x@y"), nil); err != nil {
 		t.Errorf("String into text without Register: %v", err)
 	}
+	if _, err := m.Encode(pgtype.TextOID, pgtype.BinaryFormatCode, rotation.NewMigratingString("x@y"), nil); err != nil {
+		t.Errorf("MigratingString into text without Register: %v", err)
+	}
 }
 
-// TestEncryptsOnce builds the parameters of a prepared INSERT into a bytea
-// and a text column as pgx does for Query, Exec and SendBatch, and counts
-// the encryptions: pgx alone encrypts the bytea value twice (binary fails,
+// TestEncryptsOnce builds the parameters of a prepared INSERT into bytea
+// and text columns as pgx does for Query, Exec and SendBatch, and counts
+// the encryptions: pgx alone encrypts a bytea value twice (binary fails,
 // then text), with Register every value is encrypted once.
 func TestEncryptsOnce(t *testing.T) {
 	p := useKeys(t)
-	sd := &pgconn.StatementDescription{ParamOIDs: []uint32{pgtype.ByteaOID, pgtype.TextOID}}
-	args := []any{encryptedtype.NewBytes([]byte("blob")), encryptedtype.NewString("text")}
+	sd := &pgconn.StatementDescription{ParamOIDs: []uint32{
+		pgtype.ByteaOID, pgtype.TextOID, pgtype.ByteaOID, pgtype.ByteaOID, pgtype.TextOID,
+	}}
+	args := []any{
+		encryptedtype.NewBytes([]byte("blob")), encryptedtype.NewString("text"),
+		rotation.NewMigratingBytes([]byte("blob")), ptr(rotation.NewMigratingString("text")), rotation.NewMigratingString("text"),
+	}
 
 	var eqb pgx.ExtendedQueryBuilder
 	if err := eqb.Build(pgtype.NewMap(), sd, args); err != nil {
@@ -183,18 +231,20 @@ func TestEncryptsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	with := p.active.Load()
-	if with != 2 {
-		t.Errorf("with Register: %d encryptions for 2 values, want 2", with)
+	if with != int64(len(args)) {
+		t.Errorf("with Register: %d encryptions for %d values, want %[2]d", with, len(args))
 	}
-	if eqb.ParamFormats[0] != pgtype.BinaryFormatCode {
-		t.Errorf("with Register the bytea parameter is in format %d, want binary", eqb.ParamFormats[0])
+	for i, oid := range sd.ParamOIDs {
+		if oid == pgtype.ByteaOID && eqb.ParamFormats[i] != pgtype.BinaryFormatCode {
+			t.Errorf("with Register the bytea parameter %d (%T) is in format %d, want binary", i, args[i], eqb.ParamFormats[i])
+		}
 	}
 	for i, v := range eqb.ParamValues {
 		if !wireFormat.Match(v) {
 			t.Errorf("parameter %d = %q, want the wire format", i, v)
 		}
 	}
-	t.Logf("encryptions for one bytea and one text parameter: %d without Register, %d with", without, with)
+	t.Logf("encryptions for three bytea and two text parameters: %d without Register, %d with", without, with)
 	if without <= with {
 		t.Logf("pgx no longer encrypts a bytea parameter twice without Register")
 	}
@@ -212,17 +262,27 @@ func TestRegisterTwice(t *testing.T) {
 }
 
 // TestErrorsPassThrough checks that an error of Value (no provider) reaches
-// the caller, wrapped, and names no plaintext.
+// the caller, wrapped, and names no plaintext, for every column type in
+// text and bytea columns.
 func TestErrorsPassThrough(t *testing.T) {
 	encryptedtype.SetDefault(nil)
 	m := pgtype.NewMap()
 	Register(m)
-	_, err := m.Encode(pgtype.ByteaOID, pgtype.BinaryFormatCode, encryptedtype.NewString("hidden@example.com"), nil)
-	if !errors.Is(err, encryptedtype.ErrNoProvider) {
-		t.Errorf("err = %v, want ErrNoProvider", err)
-	}
-	if err != nil && strings.Contains(err.Error(), "hidden@example.com") {
-		t.Errorf("error text contains the plaintext: %v", err)
+	const secret = "hidden@example.com"
+	for _, v := range []any{
+		encryptedtype.NewString(secret), ptr(encryptedtype.NewBytes([]byte(secret))),
+		rotation.NewMigratingString(secret), ptr(rotation.NewMigratingString(secret)),
+		rotation.NewMigratingBytes([]byte(secret)), ptr(rotation.NewMigratingBytes([]byte(secret))),
+	} {
+		for _, oid := range []uint32{pgtype.ByteaOID, pgtype.TextOID} {
+			_, err := m.Encode(oid, pgtype.BinaryFormatCode, v, nil)
+			if !errors.Is(err, encryptedtype.ErrNoProvider) {
+				t.Errorf("%T into OID %d: err = %v, want ErrNoProvider", v, oid, err)
+			}
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("%T into OID %d: error text contains the plaintext: %v", v, oid, err)
+			}
+		}
 	}
 }
 
@@ -237,6 +297,9 @@ func TestOtherValuersUntouched(t *testing.T) {
 	}
 	if _, _, ok := tryWrapEncryptedValue("plain"); ok {
 		t.Errorf("a string was taken")
+	}
+	if _, _, ok := tryWrapEncryptedValue(ptr(ptr(rotation.NewMigratingString("x")))); ok {
+		t.Errorf("a **rotation.MigratingString was taken")
 	}
 }
 
