@@ -60,7 +60,14 @@ Commands:
                     recompute every blind index value not under the active index
                     key, while the application runs; safe to interrupt and rerun
   encrypt-existing  rotate, and also encrypt the values of the --column columns
-                    that are still plaintext (not in the wire format)
+                    that are still plaintext (not in the wire format); then read
+                    back and decrypt every value under the active key, so that
+                    plaintext that starts like the wire format (v<N>:) is never
+                    taken as encrypted: exit 0 means every value it saw
+                    decrypts; one that does not is listed and left as it is
+                    (exit 3). A value written after that check by an
+                    application that still writes plaintext is not covered:
+                    run verify once every writer encrypts
   verify            decrypt every value (and check every blind index value)
                     without writing; list the rows that fail
 

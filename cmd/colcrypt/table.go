@@ -361,7 +361,7 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("connecting to the database: %w", err)
 	}
-	job, err := rotation.New(db, t, encryptedtype.NewCodec(keys))
+	job, err := rotation.New(db, t, newCipher(keys))
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -397,6 +397,10 @@ func (tf *tableFlags) open(ctx context.Context) (*setup, error) {
 	}
 	return st, nil
 }
+
+// newCipher returns the Cipher of a table command's job: a Codec over the
+// data keys. Tests replace it to count decryptions.
+var newCipher = func(keys keyprovider.Provider) rotation.Cipher { return encryptedtype.NewCodec(keys) }
 
 // close closes the database.
 func (st *setup) close() { _ = st.db.Close() }
