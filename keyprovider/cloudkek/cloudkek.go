@@ -4,8 +4,12 @@
 //
 // The data keys in the key table (package keytable) are wrapped by the
 // KMS: the KEK never leaves it, and every application instance asks it to
-// unwrap each key version once, when the version is first loaded; reading
-// and writing values never calls it.
+// unwrap each key version once, when the version is first loaded. A
+// reload asks again only for a stored wrapped key that is new to it (a
+// new version, or one re-wrapped by a KEK rotation), and asks again at
+// every reload while such a key is not taken (it does not unwrap, or a
+// held version's material changed); reading and writing values never
+// calls the KMS.
 //
 //	import _ "gocloud.dev/secrets/awskms" // the driver, for its URL scheme
 //
