@@ -22,8 +22,10 @@
 //	var u User
 //	err = db.Scopes(gormcrypt.Where("Email", "alice@example.com")).First(&u).Error
 //
-// The source field may be an encryptedtype.String or Bytes, a string or
-// []byte, or a pointer to one of them; a nil pointer gives a NULL index. The
+// The source field may be an encryptedtype.String or Bytes, a
+// rotation.MigratingString or MigratingBytes (while a plaintext column is
+// being encrypted), a string or []byte, or a pointer to one of them; a nil
+// pointer gives a NULL index. The
 // index field may be a BlindIndex, *BlindIndex, string or *string. A string
 // cannot hold NULL: writing a nil source whose index field is a string is
 // ErrUnsupportedValue (it would store "", which a UNIQUE index takes once),
@@ -71,6 +73,7 @@ import (
 
 	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/rotation"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
@@ -280,7 +283,7 @@ func (p *Plugin) parseBindings(s *schema.Schema) ([]binding, error) {
 			return nil, fmt.Errorf("%w: %s.%s is its own source", ErrTag, s.Name, f.Name)
 		}
 		if !sourceFieldType(src.FieldType) {
-			return nil, fmt.Errorf("%w: %s.%s: source field %s is a %s; it must be an encryptedtype.String or Bytes, a string or []byte, or a pointer to one", ErrTag, s.Name, f.Name, src.Name, src.FieldType)
+			return nil, fmt.Errorf("%w: %s.%s: source field %s is a %s; it must be an encryptedtype.String or Bytes, a rotation.MigratingString or MigratingBytes, a string or []byte, or a pointer to one", ErrTag, s.Name, f.Name, src.Name, src.FieldType)
 		}
 		list = append(list, binding{index: ix, field: f, source: src})
 	}
@@ -329,23 +332,29 @@ func indexFieldType(t reflect.Type) bool {
 	return t == typeBlindIndex || t == typeString
 }
 
-// encryptedFieldType reports whether t is an encryptedtype type or a
-// pointer to one: a field whose values are encrypted when written.
+// encryptedFieldType reports whether t is an encryptedtype type, one of
+// rotation's Migrating types, or a pointer to one: a field whose values are
+// encrypted when written.
 func encryptedFieldType(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return t.PkgPath() == encryptedtypePkg
+	return t.PkgPath() == encryptedtypePkg || t == typeMigratingString || t == typeMigratingBytes
 }
 
-var encryptedtypePkg = reflect.TypeFor[encryptedtype.String]().PkgPath()
+var (
+	encryptedtypePkg    = reflect.TypeFor[encryptedtype.String]().PkgPath()
+	typeMigratingString = reflect.TypeFor[rotation.MigratingString]()
+	typeMigratingBytes  = reflect.TypeFor[rotation.MigratingBytes]()
+)
 
 func sourceFieldType(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch t {
-	case reflect.TypeFor[encryptedtype.String](), reflect.TypeFor[encryptedtype.Bytes](), typeString, reflect.TypeFor[[]byte]():
+	case reflect.TypeFor[encryptedtype.String](), reflect.TypeFor[encryptedtype.Bytes](), typeString, reflect.TypeFor[[]byte](),
+		typeMigratingString, typeMigratingBytes:
 		return true
 	}
 	return false
@@ -367,6 +376,20 @@ func plaintextOf(v any) (s string, null bool, err error) {
 	case encryptedtype.Bytes:
 		return string(v.Plaintext()), false, nil
 	case *encryptedtype.Bytes:
+		if v == nil {
+			return "", true, nil
+		}
+		return string(v.Plaintext()), false, nil
+	case rotation.MigratingString:
+		return v.Plaintext(), false, nil
+	case *rotation.MigratingString:
+		if v == nil {
+			return "", true, nil
+		}
+		return v.Plaintext(), false, nil
+	case rotation.MigratingBytes:
+		return string(v.Plaintext()), false, nil
+	case *rotation.MigratingBytes:
 		if v == nil {
 			return "", true, nil
 		}
