@@ -46,7 +46,9 @@
 // while [Index.Lookup] returns one value per live version, to be matched with
 // "email_bidx = ANY($1)" or "IN (…)". A rotation job recomputes old values
 // ([Index.IsCurrent] tells which) and the old version is retired when none
-// is left.
+// is left. Once the keyring neither lists nor holds it, each Index drops
+// the per-column key it derived from it, at its next Lookup, LookupPair or
+// ComputeVersion.
 //
 // A UNIQUE constraint on an index column compares stored values, so while
 // two versions are live it only rejects duplicates written under the same
@@ -66,5 +68,6 @@
 // mode makes each guess cost an Argon2id computation.
 //
 // An Index does no I/O: the root keys come from the keyring, which must not
-// block, and the per-column key of each version is derived once and cached.
+// block, and the per-column key of each version is derived once and cached
+// until the keyring no longer holds that version (see [Index]).
 package blindindex

@@ -1,7 +1,6 @@
 package blindindex
 
 import (
-	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,18 +48,15 @@ const MaxBits = 256
 const MaxNameLen = 128
 
 // A Keyring supplies the versioned blind-index root keys and lists the live
-// versions, so that a lookup can match values written under every one of
-// them. *keyprovider.Static satisfies it.
+// versions (every version whose index values may still be stored, the
+// active one included), so that a lookup can match values written under
+// every one of them. *keyprovider.Static satisfies it.
 //
-// Like every Provider it must be safe for concurrent use and must not block
-// on I/O.
-type Keyring interface {
-	keyprovider.Provider
-
-	// Versions returns every version whose index values may still be
-	// stored, the active one included.
-	Versions() []uint32
-}
+// It is keyprovider.Keyring, declared there once; the name is kept here so
+// that code written against blindindex.Keyring compiles unchanged. Like
+// every Provider it must be safe for concurrent use and must not block on
+// I/O.
+type Keyring = keyprovider.Keyring
 
 // Config is the configuration of an Index. The zero Config is a full-length
 // (256-bit) HMAC index of the plaintext exactly as given.
@@ -88,6 +85,15 @@ type Config struct {
 
 // An Index computes the blind index values of one column. It is safe for
 // concurrent use. Create it with New.
+//
+// An Index derives the per-column key of each root-key version the first
+// time it needs it, and caches it. It drops that key once the keyring no
+// longer holds the version: when Key fails for it with ErrUnknownVersion in
+// ComputeVersion, Lookup or LookupPair, or when Lookup or LookupPair find
+// the keyring no longer lists it and Key fails for it. Compute, the hot
+// path, makes no such check. A dropped key, and the HMAC states built from
+// it, are left to the garbage collector, as a dropped encryptedtype.Codec
+// AEAD is: crypto/hmac offers no way to wipe a state.
 type Index struct {
 	name   string
 	keys   Keyring
@@ -255,10 +261,14 @@ func (ix *Index) ComputeVersion(version uint32, plaintext string) (string, error
 }
 
 // derivedVersion returns the per-column key of root-key version v, which
-// the keyring must hold under that version.
+// the keyring must hold under that version. When the keyring says it does
+// not hold v (any more), the cached key of v is dropped.
 func (ix *Index) derivedVersion(v uint32) (*derived, error) {
 	k, err := ix.keys.Key(v)
 	if err != nil {
+		if errors.Is(err, keyprovider.ErrUnknownVersion) {
+			ix.forget(v)
+		}
 		return nil, err
 	}
 	if k.Version() != v {
@@ -298,6 +308,7 @@ func (ix *Index) Lookup(plaintext string) ([]string, error) {
 		}
 		out = append(out, ix.computeNormalized(d, v, norm))
 	}
+	ix.forgetUnlisted(versions)
 	return out, nil
 }
 
@@ -331,7 +342,8 @@ func (ix *Index) LookupPair(plaintext string) (active, other string, err error) 
 	active = ix.computeNormalized(d, k.Version(), norm)
 	other = active
 	seen := false
-	for _, v := range ix.keys.Versions() {
+	versions := ix.keys.Versions()
+	for _, v := range versions {
 		if v == k.Version() {
 			continue
 		}
@@ -345,6 +357,7 @@ func (ix *Index) LookupPair(plaintext string) (active, other string, err error) 
 		}
 		other = ix.computeNormalized(do, v, norm)
 	}
+	ix.forgetUnlisted(versions)
 	return active, other, nil
 }
 
@@ -451,23 +464,20 @@ func (ix *Index) derive(k keyprovider.Key) (*derived, error) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	old := *ix.cache.Load()
-	root := k.Bytes()
-	defer clear(root)
 	if d, ok := old[k.Version()]; ok {
 		if d.key == k {
 			return d, nil
 		}
 		// A reloading keyring handed out a new Key value for a version we
-		// know: keep the derived key if the material is the same.
-		prev := d.key.Bytes()
-		same := bytes.Equal(prev, root)
-		clear(prev)
-		if same {
+		// know: keep the derived key if it is the same key.
+		if d.key.Equal(k) {
 			nd := &derived{key: k, secret: d.secret, prefix: d.prefix}
 			nd.pool.New = d.pool.New
 			return ix.store(old, nd), nil
 		}
 	}
+	root := k.Bytes()
+	defer clear(root)
 	secret, err := hkdf.Key(sha256.New, root, nil, ix.info, 32)
 	if err != nil {
 		return nil, fmt.Errorf("colcrypt: blind index %q: deriving the key of version %d: %w", ix.name, k.Version(), err)
@@ -477,6 +487,52 @@ func (ix *Index) derive(k keyprovider.Key) (*derived, error) {
 		d.pool.New = func() any { return &macState{h: hmac.New(sha256.New, secret)} }
 	}
 	return ix.store(old, d), nil
+}
+
+// forget drops the cached per-column key of root-key version v, which the
+// keyring no longer holds.
+func (ix *Index) forget(v uint32) {
+	if _, ok := (*ix.cache.Load())[v]; !ok {
+		return
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	old := *ix.cache.Load()
+	if _, ok := old[v]; !ok {
+		return
+	}
+	next := make(map[uint32]*derived, len(old))
+	for u, d := range old {
+		if u != v {
+			next[u] = d
+		}
+	}
+	ix.cache.Store(&next)
+	if a := ix.active.Load(); a != nil && a.key.Version() == v {
+		ix.active.CompareAndSwap(a, nil)
+	}
+}
+
+// forgetUnlisted drops the cached keys of versions that are not in listed,
+// the keyring's Versions, and that the keyring no longer holds. Lookup and
+// LookupPair call it after deriving the key of every listed version, so the
+// cache holds more versions than listed only when one has been retired:
+// otherwise the check is one length comparison. A version not listed that
+// Key still returns (a listing taken just before a version was added) is
+// kept.
+func (ix *Index) forgetUnlisted(listed []uint32) {
+	m := *ix.cache.Load()
+	if len(m) <= len(listed) {
+		return
+	}
+	for v := range m {
+		if slices.Contains(listed, v) {
+			continue
+		}
+		if _, err := ix.keys.Key(v); errors.Is(err, keyprovider.ErrUnknownVersion) {
+			ix.forget(v)
+		}
+	}
 }
 
 // store publishes a new cache map holding d; ix.mu must be held.

@@ -1,7 +1,6 @@
 package encryptedtype
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -229,11 +228,7 @@ func (c *Codec) buildAEAD(k keyprovider.Key) (cipher.AEAD, error) {
 		// The provider handed out a new Key value for a version we know,
 		// as a reloading provider does. Reuse the AEAD if the material is
 		// the same; if it is not, the provider is the source of truth.
-		a, b := e.key.Bytes(), k.Bytes()
-		same := bytes.Equal(a, b)
-		clear(a)
-		clear(b)
-		if same {
+		if e.key.Equal(k) {
 			return c.store(old, k, e.aead), nil
 		}
 	}

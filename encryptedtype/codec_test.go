@@ -433,6 +433,38 @@ func TestCacheFollowsKeyMaterial(t *testing.T) {
 	}
 }
 
+// A new Key value with the same version and material (keyprovider.Key.Equal)
+// keeps the AEAD already built; another material gets a new one.
+func TestCacheReusesAEADForEqualKey(t *testing.T) {
+	k1 := newKey(t, 1)
+	same, err := keyprovider.NewKey(1, k1.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCodec(newStatic(t, 1, k1))
+	a1, err := c.aeadFor(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := c.aeadFor(same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1 != a2 {
+		t.Error("an Equal key under a new Key value built a second AEAD")
+	}
+	if e := (*c.cache.Load())[1]; e == nil || e.key != same {
+		t.Error("the cache does not hold the newest Key value")
+	}
+	a3, err := c.aeadFor(newKey(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a3 == a1 {
+		t.Error("other material under the same version reused the AEAD")
+	}
+}
+
 func TestConcurrentUse(t *testing.T) {
 	k1, k2 := newKey(t, 1), newKey(t, 2)
 	withDefault(t, newStatic(t, 1, k1))

@@ -26,6 +26,7 @@ package keyprovider
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +72,27 @@ type Provider interface {
 	// Key returns the key of the given version. For a version it does not
 	// hold it returns an error that wraps ErrUnknownVersion.
 	Key(version uint32) (Key, error)
+}
+
+// A Keyring is a Provider that also lists the versions it holds.
+//
+// Versions returns every version whose key may still be needed, the active
+// one included: the versions for which Key succeeds. Both users of the list
+// rely on that. A blind index (package blindindex) computes a lookup value
+// under each listed version, so that a query matches values written under
+// every live version; keytable.Table.Import copies each listed version into
+// the key table. A version that a Keyring no longer lists and for which Key
+// fails is retired: callers may drop anything derived from its key.
+//
+// *Static and *keytable.Provider are Keyrings; both list versions in
+// ascending order. Like every Provider, a Keyring must be safe for
+// concurrent use and must not block on I/O.
+type Keyring interface {
+	Provider
+
+	// Versions returns the versions the keyring holds, the active one
+	// included.
+	Versions() []uint32
 }
 
 // A Reloader is a Provider whose keys can change while the program runs,
@@ -135,6 +157,24 @@ func (k Key) Bytes() []byte {
 	b := make([]byte, KeySize)
 	copy(b, k.secret.bytes()[:])
 	return b
+}
+
+// Equal reports whether k and o are the same key: the same version and the
+// same material. It compares the material in constant time
+// (crypto/subtle), without copying it out. A zero Key equals only a zero
+// Key. Keys made separately from equal bytes (two NewKey calls, or a key
+// loaded again from a store) are Equal, though they are not ==.
+func (k Key) Equal(o Key) bool {
+	if k.secret == nil || o.secret == nil {
+		return k.secret == nil && o.secret == nil && k.version == o.version
+	}
+	if k.version != o.version {
+		return false
+	}
+	if k.secret == o.secret {
+		return true
+	}
+	return subtle.ConstantTimeCompare(k.secret.bytes()[:], o.secret.bytes()[:]) == 1
 }
 
 // String returns a redacted description of the key naming only its version.
@@ -231,3 +271,5 @@ func (s *Static) Versions() []uint32 {
 	slices.Sort(vs)
 	return vs
 }
+
+var _ Keyring = (*Static)(nil)

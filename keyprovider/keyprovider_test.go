@@ -460,3 +460,69 @@ func TestZeroStaticAndZeroKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyEqual(t *testing.T) {
+	s1, s2 := testSecret(1), testSecret(2)
+	k1 := mustKey(t, 1, s1)
+	tests := []struct {
+		name string
+		a, b Key
+		want bool
+	}{
+		{"same value", k1, k1, true},
+		{"made twice from equal bytes", k1, mustKey(t, 1, bytes.Clone(s1)), true},
+		{"other material", k1, mustKey(t, 1, s2), false},
+		{"material differing in the last byte", k1, mustKey(t, 1, append(bytes.Clone(s1[:KeySize-1]), s1[KeySize-1]^1)), false},
+		{"other version, same material", k1, mustKey(t, 2, s1), false},
+		{"zero and zero", Key{}, Key{}, true},
+		{"valid and zero", k1, Key{}, false},
+		{"zero and valid", Key{}, k1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.a.Equal(tt.b); got != tt.want {
+				t.Errorf("a.Equal(b) = %v, want %v", got, tt.want)
+			}
+			if got := tt.b.Equal(tt.a); got != tt.want {
+				t.Errorf("b.Equal(a) = %v, want %v (Equal must be symmetric)", got, tt.want)
+			}
+		})
+	}
+
+	// Keys from a keyring compare Equal to the keys they were built from.
+	ks, err := NewStatic(1, mustKey(t, 1, s1), mustKey(t, 2, s2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ks.Key(2); !got.Equal(mustKey(t, 2, s2)) {
+		t.Error("Static.Key(2) is not Equal to a key made from the same version and bytes")
+	}
+}
+
+// Equal reads the material in place: it neither copies nor changes it.
+func TestKeyEqualAllocatesNothing(t *testing.T) {
+	a, b := mustKey(t, 1, testSecret(1)), mustKey(t, 1, testSecret(1))
+	if n := testing.AllocsPerRun(100, func() { _ = a.Equal(b) }); n != 0 {
+		t.Errorf("Equal allocates %v times, want 0", n)
+	}
+	if !bytes.Equal(a.Bytes(), testSecret(1)) || !bytes.Equal(b.Bytes(), testSecret(1)) {
+		t.Error("Equal changed the key material")
+	}
+}
+
+// The keyring interface is satisfied by the keyring types of this package.
+func TestStaticIsKeyring(t *testing.T) {
+	ks, err := NewStatic(2, mustKey(t, 1, testSecret(1)), mustKey(t, 2, testSecret(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr Keyring = ks
+	if vs := kr.Versions(); !slices.Equal(vs, []uint32{1, 2}) {
+		t.Errorf("Versions = %v, want [1 2]", vs)
+	}
+	for _, v := range kr.Versions() {
+		if _, err := kr.Key(v); err != nil {
+			t.Errorf("Key(%d) of a listed version: %v", v, err)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -590,7 +589,7 @@ func (p *Provider) build(ctx context.Context, old *snapshot, rows []WrappedKey) 
 			return nil, nil, fmt.Errorf("keytable: active version %d: %w", r.Version, err)
 		case err != nil:
 			warns = append(warns, fmt.Errorf("keytable: version %d left out: %w", r.Version, err))
-		case held && !sameMaterial(prev.key, k):
+		case held && !prev.key.Equal(k):
 			// A version names one key forever.
 			warns = append(warns, fmt.Errorf("%w: version %d; keeping the key held before", ErrKeyChanged, r.Version))
 			next.keys[r.Version] = prev
@@ -604,13 +603,6 @@ func (p *Provider) build(ctx context.Context, old *snapshot, rows []WrappedKey) 
 	}
 	next.active = next.keys[active.Version].key
 	return next, errors.Join(warns...), nil
-}
-
-func sameMaterial(a, b keyprovider.Key) bool {
-	x, y := a.Bytes(), b.Bytes()
-	defer clear(x)
-	defer clear(y)
-	return subtle.ConstantTimeCompare(x, y) == 1
 }
 
 var (

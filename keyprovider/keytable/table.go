@@ -473,11 +473,10 @@ func (t *Table) Rewrap(ctx context.Context, to keyprovider.KEK) (int, error) {
 }
 
 // A Keyring is a Provider that can list its versions, such as
-// *keyprovider.Static (from FromEnv or NewPassphrase) or *Provider.
-type Keyring interface {
-	keyprovider.Provider
-	Versions() []uint32
-}
+// *keyprovider.Static (from FromEnv or NewPassphrase) or *Provider. It is
+// keyprovider.Keyring, declared there once; the name is kept here so that
+// code written against keytable.Keyring compiles unchanged.
+type Keyring = keyprovider.Keyring
 
 // Import stores every key of src in the table, wrapped by the table's KEK,
 // under the same versions, and makes src's active version the active one,
@@ -537,7 +536,7 @@ func (t *Table) Import(ctx context.Context, src Keyring) (int, error) {
 				if err != nil {
 					return fmt.Errorf("keytable: import: stored version %d: %w", r.Version, err)
 				}
-				if !sameMaterial(have, k) {
+				if !have.Equal(k) {
 					return fmt.Errorf("%w: %s holds version %d with other key material", ErrImportConflict, t.name, r.Version)
 				}
 				continue
@@ -569,7 +568,6 @@ func (t *Table) retiredError(version uint32) error {
 	return fmt.Errorf("%w: %w: version %d was retired from %s", ErrRetired, keyprovider.ErrUnknownVersion, version, t.name)
 }
 
-// wrap wraps k with the table's KEK and checks the result.
 // wrapChecked wraps k with kek and unwraps the result, to be sure that
 // what is stored can be read back.
 func wrapChecked(ctx context.Context, kek keyprovider.KEK, k keyprovider.Key) ([]byte, error) {
@@ -581,8 +579,8 @@ func wrapChecked(ctx context.Context, kek keyprovider.KEK, k keyprovider.Key) ([
 	if err != nil {
 		return nil, fmt.Errorf("version %d: the KEK cannot unwrap what it wrapped: %w", k.Version(), err)
 	}
-	if !sameMaterial(back, k) {
-		return nil, fmt.Errorf("%w: version %d: the KEK unwrapped other material than it wrapped", keyprovider.ErrUnwrap, k.Version())
+	if !back.Equal(k) {
+		return nil, fmt.Errorf("%w: version %d: the KEK unwrapped another key than it wrapped (other material or version)", keyprovider.ErrUnwrap, k.Version())
 	}
 	return w, nil
 }
