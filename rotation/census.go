@@ -24,8 +24,10 @@ type Census struct {
 	// ActiveVersion is the key version new values are written under.
 	ActiveVersion uint32
 	// Pending is the number of rows that Rotate would rewrite: with a
-	// value not under ActiveVersion, or an index value missing or not
-	// under its active version.
+	// value not under ActiveVersion, an index value missing or not under
+	// its active version beside a non-NULL source value, or an index
+	// value beside a NULL source value (IndexCensus.Orphaned), which
+	// Rotate clears.
 	Pending int64
 	// Columns are the encrypted columns, in the order of Table.Columns.
 	Columns []ColumnCensus
@@ -101,14 +103,22 @@ type IndexCensus struct {
 	// Missing counts NULLs beside a non-NULL source value: rows written
 	// without their index (Rotate computes it).
 	Missing int64
+	// Orphaned counts the values beside a NULL source value (also counted
+	// in Versions or Malformed). The index of NULL is NULL: the gormcrypt
+	// plugin writes NULL, but hand-written SQL that sets the source to
+	// NULL can leave the old index value behind, which Rotate clears (or,
+	// when the index column is declared NOT NULL, reports with
+	// ErrOrphanIndex). Verify does not report them as failures.
+	Orphaned int64
 	// Malformed counts values that are not index values.
 	Malformed int64
 	// Mismatched counts values that differ from what the Indexer computes
 	// from the decrypted source (Verify only, for an Indexer with
 	// ComputeVersion).
 	Mismatched int64
-	// Pending counts the values Rotate would compute: missing, or not
-	// under the active version, beside a non-NULL source value.
+	// Pending counts the values Rotate would compute (missing, or not
+	// under the active version, beside a non-NULL source value) or clear
+	// (Orphaned).
 	Pending int64
 }
 
@@ -308,7 +318,14 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 						}
 						continue
 					}
-					if !null && !bytes.HasPrefix(iv, []byte(pre.index[k])) {
+					switch {
+					case null:
+						// The index of NULL is NULL: Rotate clears it,
+						// whatever its version.
+						ic.Orphaned++
+						ic.Pending++
+						pending = true
+					case !bytes.HasPrefix(iv, []byte(pre.index[k])):
 						ic.Pending++
 						pending = true
 					}

@@ -138,3 +138,112 @@ func TestCheckIndexes(t *testing.T) {
 		t.Errorf("a missing table: got %v, want ErrInvalidTable", err)
 	}
 }
+
+// plainIndexer is an Indexer without ComputeVersion: CheckIndexes cannot
+// recompute its values, only see where they are.
+type plainIndexer struct{}
+
+func (plainIndexer) Compute(pt string) (string, error) { return fmt.Sprintf("b1:%d", len(pt)), nil }
+
+// TestCheckIndexesOrphans: an index column that holds values only beside
+// NULL source values (never beside a value of its source) most likely has
+// another source than the description says, and Rotate, which clears the
+// index of a NULL source, would clear every value: CheckIndexes and Rotate
+// refuse with ErrIndexMismatch, writing nothing. One row with both values
+// is enough to proceed, and an index column declared NOT NULL, which
+// Rotate does not clear, is not refused.
+func TestCheckIndexesOrphans(t *testing.T) {
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "orphans.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	k1, _ := keyprovider.GenerateKey(1)
+	keys, _ := keyprovider.NewStatic(1, k1)
+	codec := encryptedtype.NewCodec(keys)
+	i1, _ := keyprovider.GenerateKey(1)
+	ikeys, _ := keyprovider.NewStatic(1, i1)
+	bi, err := blindindex.New("users.email", ikeys, blindindex.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ddl := range []string{
+		`CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, email_bidx TEXT, phone TEXT)`,
+		`CREATE TABLE strict (id INTEGER PRIMARY KEY, email TEXT, email_bidx TEXT NOT NULL)`,
+	} {
+		if _, err := db.Exec(ddl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// email_bidx holds the index of phone; email is NULL throughout.
+	for i := 1; i <= 3; i++ {
+		phone := fmt.Sprintf("+44 %d", i)
+		v, _ := codec.Seal(ctx, []byte(phone))
+		ix, _ := bi.Compute(phone)
+		if _, err := db.Exec(`INSERT INTO users VALUES (?, NULL, ?, ?)`, i, ix, string(v)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO strict VALUES (?, NULL, ?)`, i, ix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job := func(table string, ix rotation.Indexer) *rotation.Job {
+		t.Helper()
+		j, err := rotation.New(db, rotation.Table{Name: table, PrimaryKey: "id", Dialect: rotation.SQLite,
+			Columns: []rotation.Column{{Name: "email", Indexes: []rotation.Index{{Column: "email_bidx", Indexer: ix}}}}}, codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	snapshot := func() string {
+		var s string
+		if err := db.QueryRow(`SELECT group_concat(coalesce(email_bidx, 'NULL'), ',') FROM users`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := snapshot()
+	for name, ix := range map[string]rotation.Indexer{"blindindex": bi, "no ComputeVersion": plainIndexer{}} {
+		j := job("users", ix)
+		if err := j.CheckIndexes(ctx); !errors.Is(err, rotation.ErrIndexMismatch) || !strings.Contains(err.Error(), `"email_bidx"`) {
+			t.Errorf("%s: CheckIndexes: %v, want ErrIndexMismatch", name, err)
+		}
+		res, err := j.Rotate(ctx, rotation.Options{})
+		if !errors.Is(err, rotation.ErrIndexMismatch) || res.Rows != 0 {
+			t.Errorf("%s: Rotate: %+v, %v; want ErrIndexMismatch", name, res, err)
+		}
+	}
+	if snapshot() != before {
+		t.Fatal("a refused Rotate wrote to the table")
+	}
+	// A NOT NULL index column is never cleared: nothing to refuse (Rotate
+	// reports its rows, ErrOrphanIndex).
+	if err := job("strict", bi).CheckIndexes(ctx); err != nil {
+		t.Errorf("NOT NULL index column: %v", err)
+	}
+	res, err := job("strict", bi).Rotate(ctx, rotation.Options{})
+	if !errors.Is(err, rotation.ErrFailures) || len(res.Failures) != 3 || !errors.Is(res.Failures[0].Err, rotation.ErrOrphanIndex) {
+		t.Errorf("NOT NULL index column: Rotate: %+v, %v; want three ErrOrphanIndex failures", res, err)
+	}
+
+	// One row with both values: the check passes, and Rotate clears the
+	// other rows' index values.
+	v, _ := codec.Seal(ctx, []byte("a@example.com"))
+	ix, _ := bi.Compute("a@example.com")
+	if _, err := db.Exec(`INSERT INTO users VALUES (4, ?, ?, NULL)`, string(v), ix); err != nil {
+		t.Fatal(err)
+	}
+	j := job("users", bi)
+	if err := j.CheckIndexes(ctx); err != nil {
+		t.Errorf("with a row holding both: %v", err)
+	}
+	res, err = j.Rotate(ctx, rotation.Options{})
+	if err != nil || res.Rows != 3 || res.ClearedIndexValues != 3 {
+		t.Errorf("Rotate: %+v, %v; want 3 index values cleared", res, err)
+	}
+	if got := snapshot(); got != "NULL,NULL,NULL,"+ix {
+		t.Errorf("index values after Rotate: %d NULL, want rows 1 to 3 NULL and row 4's left", strings.Count(got, "NULL"))
+	}
+}

@@ -146,6 +146,9 @@ type colRef struct {
 	// limit is the most a value of the column holds, 0 for no limit the
 	// job knows of (see fits).
 	limit lengthLimit
+	// notNull reports that the column cannot be set to NULL: the catalog
+	// declares it NOT NULL (on PostgreSQL, or of a NOT NULL domain).
+	notNull bool
 }
 
 // sql returns the plan's dialect. A plan with no dialect set is

@@ -25,7 +25,9 @@ import (
 // derived table's column and the table's, whose collations may differ (a
 // mix that MySQL can refuse). Only rows that exist and that the batch holds
 // locked are joined: no row is ever inserted, unlike INSERT … ON DUPLICATE
-// KEY UPDATE.
+// KEY UPDATE. An index column that can hold NULL is assigned CASE WHEN
+// colcrypt_t.<source> IS NULL THEN NULL ELSE colcrypt_v.cN END (see
+// plan.clearSQL).
 //
 // Primary keys travel as text: integers cast back with CAST(? AS SIGNED)
 // or UNSIGNED, character strings as they are (compared in the column's
@@ -154,7 +156,11 @@ func mysqlUpdate(p *plan, b *batch) (string, []any) {
 		if k > 0 {
 			q.WriteString(", ")
 		}
-		fmt.Fprintf(&q, "colcrypt_t.%s = colcrypt_v.c%d", p.colRef(k).q, k+1)
+		v := fmt.Sprintf("colcrypt_v.c%d", k+1)
+		if k >= len(p.cols) {
+			v = p.clearSQL(k-len(p.cols), v)
+		}
+		fmt.Fprintf(&q, "colcrypt_t.%s = %s", p.colRef(k).q, v)
 	}
 	return q.String(), args
 }
@@ -376,7 +382,7 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 		if x := strings.ToUpper(c.extra); strings.Contains(x, "VIRTUAL") || strings.Contains(x, "STORED") || strings.Contains(x, "PERSISTENT") {
 			return colRef{}, fmt.Errorf("%w: table %s: column %s is generated; %s must be a stored column", ErrInvalidTable, t, d.quote(c.name), what)
 		}
-		ref := colRef{q: d.quote(c.name)}
+		ref := colRef{q: d.quote(c.name), notNull: !c.nullable}
 		// What the column holds: characters and bytes for a text column,
 		// bytes for a binary one (whose CHARACTER_MAXIMUM_LENGTH is in
 		// bytes too).

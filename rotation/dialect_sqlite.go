@@ -24,8 +24,10 @@ import (
 //	UPDATE t AS colcrypt_t SET c1 = COALESCE(colcrypt_v.column2, colcrypt_t.c1), …
 //	FROM (VALUES (?, ?, …), …) AS colcrypt_v WHERE colcrypt_t.id = colcrypt_v.column1
 //
-// Primary keys go back into SQL as the driver returned them (an integer, a
-// string, …), so they compare exactly as stored.
+// An index column that can hold NULL is assigned CASE WHEN
+// colcrypt_t.<source> IS NULL THEN NULL ELSE COALESCE(…) END instead (see
+// plan.clearSQL). Primary keys go back into SQL as the driver returned them
+// (an integer, a string, …), so they compare exactly as stored.
 type sqliteDialect struct{}
 
 // sqliteMaxParams is SQLite's default SQLITE_MAX_VARIABLE_NUMBER since
@@ -169,7 +171,11 @@ func sqliteUpdate(p *plan, b *batch) (string, []any) {
 			q.WriteString(", ")
 		}
 		c := p.colRef(k).q
-		fmt.Fprintf(&q, "%s = COALESCE(colcrypt_v.column%d, colcrypt_t.%s)", c, k+2, c)
+		v := fmt.Sprintf("COALESCE(colcrypt_v.column%d, colcrypt_t.%s)", k+2, c)
+		if k >= len(p.cols) {
+			v = p.clearSQL(k-len(p.cols), v)
+		}
+		fmt.Fprintf(&q, "%s = %s", c, v)
 	}
 	q.WriteString(" FROM (VALUES ")
 	row := "(?" + strings.Repeat(", ?", w) + ")"
@@ -349,7 +355,7 @@ func (d sqliteDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plainte
 		if err != nil {
 			return colRef{}, err
 		}
-		ref := colRef{q: d.quote(c.name)}
+		ref := colRef{q: d.quote(c.name), notNull: c.notNull}
 		switch aff := sqliteAffinity(c.typ); {
 		case aff == "TEXT":
 		case aff == "BLOB", strings.EqualFold(strings.TrimSpace(c.typ), "ANY"):

@@ -184,6 +184,7 @@ func TestSQLTextMySQL(t *testing.T) {
 	p := mysqlPlan(keySigned)
 	want := "((`a` IS NOT NULL AND LEFT(`a`, 3) COLLATE utf8mb4_bin <> 'v2:') OR " +
 		"(`a` IS NOT NULL AND (`a_bidx` IS NULL OR LEFT(`a_bidx`, 3) COLLATE ascii_bin <> 'b3:')) OR " +
+		"(`a` IS NULL AND `a_bidx` IS NOT NULL) OR " +
 		"(`b` IS NOT NULL AND LEFT(`b`, 3) <> X'76323a'))"
 	if got := p.pendingSQL(pre); got != want {
 		t.Errorf("pendingSQL:\n got %s\nwant %s", got, want)
@@ -213,7 +214,7 @@ func TestSQLTextMySQL(t *testing.T) {
 	}
 
 	// The UPDATE writes every column of each row: the new value, or the
-	// one read (NULL stays NULL).
+	// one read (NULL stays NULL); the index is NULL where its source is.
 	b := newBatch(p, 10)
 	b.pks = []string{"1", "2", "3"}
 	b.vals = [][]byte{
@@ -238,7 +239,8 @@ func TestSQLTextMySQL(t *testing.T) {
 	out(2, "", "v2:B3", "")
 	u, uargs := mysqlUpdate(p, b)
 	wantU := "UPDATE `s`.`t` AS colcrypt_t JOIN (SELECT ? AS k, ? AS c1, ? AS c2, ? AS c3 UNION ALL SELECT ?, ?, ?, ? UNION ALL SELECT ?, ?, ?, ?) AS colcrypt_v " +
-		"ON colcrypt_t.`id` = CAST(colcrypt_v.k AS SIGNED) SET colcrypt_t.`a` = colcrypt_v.c1, colcrypt_t.`b` = colcrypt_v.c2, colcrypt_t.`a_bidx` = colcrypt_v.c3"
+		"ON colcrypt_t.`id` = CAST(colcrypt_v.k AS SIGNED) SET colcrypt_t.`a` = colcrypt_v.c1, colcrypt_t.`b` = colcrypt_v.c2, " +
+		"colcrypt_t.`a_bidx` = CASE WHEN colcrypt_t.`a` IS NULL THEN NULL ELSE colcrypt_v.c3 END"
 	wantArgs := []any{
 		"1", "v2:A1", []byte("v2:B1"), "b3:X",
 		"2", "v2:a2", nil, "b3:Y",
@@ -250,6 +252,10 @@ func TestSQLTextMySQL(t *testing.T) {
 	if q, args := r.writeSQL(b); q != u || len(args) != len(uargs) {
 		t.Errorf("writeSQL on MySQL: %s", q)
 	}
+	p.idx[0].notNull = true
+	if u, _ := mysqlUpdate(p, b); !strings.HasSuffix(u, "colcrypt_t.`a_bidx` = colcrypt_v.c3") {
+		t.Errorf("mysqlUpdate with a NOT NULL index column: %s", u)
+	}
 }
 
 func TestSQLTextSQLite(t *testing.T) {
@@ -257,6 +263,7 @@ func TestSQLTextSQLite(t *testing.T) {
 	p := sqlitePlan()
 	want := `(("a" IS NOT NULL AND substr("a", 1, 3) NOT IN ('v2:', X'76323a')) OR ` +
 		`("a" IS NOT NULL AND ("a_bidx" IS NULL OR substr("a_bidx", 1, 3) NOT IN ('b3:', X'62333a'))) OR ` +
+		`("a" IS NULL AND "a_bidx" IS NOT NULL) OR ` +
 		`("b" IS NOT NULL AND substr("b", 1, 3) NOT IN ('v2:', X'76323a')))`
 	if got := p.pendingSQL(pre); got != want {
 		t.Errorf("pendingSQL:\n got %s\nwant %s", got, want)
@@ -280,7 +287,8 @@ func TestSQLTextSQLite(t *testing.T) {
 	b.addOut(1)
 	u, uargs := sqliteUpdate(p, b)
 	wantU := `UPDATE "main"."t" AS colcrypt_t SET "a" = COALESCE(colcrypt_v.column2, colcrypt_t."a"), "b" = COALESCE(colcrypt_v.column3, colcrypt_t."b"), ` +
-		`"a_bidx" = COALESCE(colcrypt_v.column4, colcrypt_t."a_bidx") FROM (VALUES (?, ?, ?, ?), (?, ?, ?, ?)) AS colcrypt_v WHERE colcrypt_t."id" = colcrypt_v.column1`
+		`"a_bidx" = CASE WHEN colcrypt_t."a" IS NULL THEN NULL ELSE COALESCE(colcrypt_v.column4, colcrypt_t."a_bidx") END ` +
+		`FROM (VALUES (?, ?, ?, ?), (?, ?, ?, ?)) AS colcrypt_v WHERE colcrypt_t."id" = colcrypt_v.column1`
 	// New values keep the storage class of the value they replace: the
 	// blob of row 1 is a []byte, the text of row x a string.
 	wantArgs := []any{int64(1), "v2:A", []byte("v2:B"), nil, "x", nil, "v2:C", nil}

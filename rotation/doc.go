@@ -10,8 +10,9 @@
 //     make it active (COLCRYPT_KEYS="1:…,2:…", COLCRYPT_ACTIVE_KEY=2): new
 //     writes use it, old values stay readable.
 //  2. Run Rotate (or `colcrypt rotate`) with the same keyring. It re-saves
-//     every value that is not under the active version, and recomputes
-//     every blind-index value not under the active index-key version.
+//     every value that is not under the active version, recomputes every
+//     blind-index value not under the active index-key version, and sets
+//     to NULL every blind-index value beside a NULL source value.
 //  3. When Census (`colcrypt status`) shows nothing left on the old version,
 //     remove it from the keyrings.
 //
@@ -59,7 +60,18 @@
 //   - An error of the key provider that is not about a value (it cannot
 //     be reached, say) stops Rotate with that error, the batch in
 //     progress rolled back; running Rotate again resumes.
-//   - NULL stays NULL. No ORM hooks run.
+//   - NULL stays NULL, and so does the blind index of NULL: an index value
+//     found beside a NULL source value (left by SQL that set the source to
+//     NULL without its index; the gormcrypt plugin writes NULL) is set to
+//     NULL, whatever its index-key version, or, in an index column declared
+//     NOT NULL, its row is a failure (ErrOrphanIndex). Census and Verify
+//     count such a value as work left (IndexCensus.Orphaned), so that a
+//     census is not done while one is left. The batch clears it only where
+//     the source is still NULL as it writes the row, under its lock. An
+//     index column that holds values only beside NULL sources is not
+//     cleared: Rotate refuses to start (ErrIndexMismatch), the description
+//     most likely naming the wrong source column.
+//   - No ORM hooks run.
 //
 // # Databases
 //

@@ -21,8 +21,9 @@ var (
 	ErrInvalidTable = errors.New("rotation: invalid table description")
 
 	// ErrFailures is returned (wrapped) by Rotate when some rows could not
-	// be rewritten (a value that does not decrypt, or a new value too long
-	// for its column) and were left untouched, and by Verify when some
+	// be rewritten (a value that does not decrypt, a new value too long
+	// for its column, or an index value beside a NULL source in a NOT NULL
+	// index column) and were left untouched, and by Verify when some
 	// values failed: the Result or Census lists them.
 	ErrFailures = errors.New("rotation: some rows could not be rewritten")
 
@@ -40,6 +41,15 @@ var (
 	// break lookups. CheckIndexes runs the same check on its own, and
 	// Verify reports values that do not match with it.
 	ErrIndexMismatch = errors.New("rotation: blind index values do not match their Indexer")
+
+	// ErrOrphanIndex is wrapped by the Failure of a row whose blind-index
+	// column holds a value beside a NULL source value, in an index column
+	// declared NOT NULL. The index of NULL is NULL, and Rotate clears such
+	// a value everywhere else (see IndexCensus.Orphaned), but this column
+	// cannot hold NULL. Nothing of the row is written: make the index
+	// column nullable (or give the row its source value), then run Rotate
+	// again.
+	ErrOrphanIndex = errors.New("rotation: a blind index value stands beside a NULL source value")
 
 	// ErrTooManyFailures is returned (wrapped) by Rotate when as many rows
 	// failed as Options.MaxFailures allows: usually a key version is
@@ -145,13 +155,14 @@ type Failure struct {
 	// without a type can hold the integer 1 and the text '1' in two rows,
 	// two failures may show the same PK.
 	PK string
-	// Column is the column whose value failed: the encrypted column, or
-	// for ErrValueTooLong the column that the new value would not fit.
+	// Column is the column whose value failed: the encrypted column, for
+	// ErrValueTooLong the column that the new value would not fit, and
+	// for ErrOrphanIndex the index column.
 	Column string
 	// Err is why: it wraps encryptedtype.ErrAuth, ErrMalformed,
-	// ErrUnknownVersion or ErrNotEncrypted, or ErrIndexMismatch or
-	// ErrValueTooLong. Its text never holds a plaintext, a stored value or
-	// key material.
+	// ErrUnknownVersion or ErrNotEncrypted, or ErrIndexMismatch,
+	// ErrValueTooLong or ErrOrphanIndex. Its text never holds a plaintext,
+	// a stored value or key material.
 	Err error
 }
 
@@ -263,8 +274,12 @@ type Result struct {
 	// IndexValues is the number of blind-index values recomputed under the
 	// active index-key version.
 	IndexValues int64
-	// Failures are the rows left untouched because a value could not be
-	// decrypted, in the order found, one per row.
+	// ClearedIndexValues is the number of blind-index values set to NULL
+	// because their source value is NULL (see IndexCensus.Orphaned).
+	ClearedIndexValues int64
+	// Failures are the rows left untouched (a value could not be
+	// decrypted, a new value would not fit, an index value beside a NULL
+	// source could not be cleared), in the order found, one per row.
 	Failures []Failure
 	// Passes is the number of passes made over the table.
 	Passes int

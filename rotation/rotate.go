@@ -16,8 +16,10 @@ import (
 )
 
 // Rotate re-saves every value of the table that is not under the active key
-// version, and recomputes every blind-index value that is missing or not
-// under the active index-key version, while the application keeps running.
+// version, recomputes every blind-index value that is missing or not under
+// the active index-key version beside a non-NULL source value, and clears
+// (sets to NULL) every blind-index value beside a NULL source value, while
+// the application keeps running.
 //
 // It walks the primary key in order (keyset pagination, never OFFSET), in
 // batches. Each batch is one transaction: it locks the next rows that need
@@ -33,18 +35,32 @@ import (
 // when a count finds no value left on an old version. NULL stays NULL, and
 // ORM hooks are not fired.
 //
+// The index of NULL is NULL: an index value beside a NULL source value
+// (IndexCensus.Orphaned), which hand-written SQL that sets the source to
+// NULL can leave behind, cannot be recomputed and says nothing about the
+// row but what the source held before, so Rotate sets it to NULL, whatever
+// index-key version it is under. The batch UPDATE sets it to NULL only
+// where the row's source is NULL as it writes it, under the batch's lock:
+// an application that sets the source waits for the batch, and its index
+// value is not cleared. In an index column declared NOT NULL, which cannot
+// hold NULL, the row is a failure (ErrOrphanIndex) instead. Before it
+// writes, Rotate refuses (ErrIndexMismatch) to clear the values of an
+// index column that holds values only beside NULL source values: the
+// description most likely names the wrong source (see CheckIndexes).
+//
 // A row with a value that does not decrypt (or, outside
-// Options.EncryptPlaintext, is not in the wire format), or whose new value
-// would not fit its column (ErrValueTooLong), is not written at all: it is
-// reported to Options.OnFailure and in Result.Failures, later passes skip
-// it, and Rotate returns an error wrapping ErrFailures once the rest is
-// done. A value does not decrypt when the Cipher's error wraps
-// encryptedtype.ErrAuth, ErrMalformed, ErrNotEncrypted or
-// ErrUnknownVersion, and nothing else; any other error of the Cipher, such
-// as a key provider's I/O error, or ErrUnknownVersion from an
-// *encryptedtype.Codec whose provider failed to reload, stops Rotate with
-// that error (wrapped), the batch in progress rolled back: running Rotate
-// again resumes. In the columns of Options.EncryptPlaintext, the values
+// Options.EncryptPlaintext, is not in the wire format), whose new value
+// would not fit its column (ErrValueTooLong), or with an index value
+// beside a NULL source in a NOT NULL index column (ErrOrphanIndex), is not
+// written at all: it is reported to Options.OnFailure and in
+// Result.Failures, later passes skip it, and Rotate returns an error
+// wrapping ErrFailures once the rest is done. A value does not decrypt
+// when the Cipher's error wraps encryptedtype.ErrAuth, ErrMalformed,
+// ErrNotEncrypted or ErrUnknownVersion, and nothing else; any other error
+// of the Cipher, such as a key provider's I/O error, or ErrUnknownVersion
+// from an *encryptedtype.Codec whose provider failed to reload, stops
+// Rotate with that error (wrapped), the batch in progress rolled back:
+// running Rotate again resumes. In the columns of Options.EncryptPlaintext, the values
 // that look current are decrypted as well once the passes are over (see
 // Options.EncryptPlaintext).
 //
@@ -658,6 +674,7 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	r.res.Values += st.values
 	r.res.Plaintext += st.plaintext
 	r.res.IndexValues += st.index
+	r.res.ClearedIndexValues += st.cleared
 	r.done += st.rows + int64(newFails)
 	r.progressLocked()
 	r.mu.Unlock()
@@ -757,12 +774,13 @@ func (r *runner) writeSQL(b *batch) (string, []any) {
 
 // updateSQL returns PostgreSQL's statement that writes a batch back: one
 // UPDATE joined to the unnested arrays of primary keys and new values. A
-// NULL new value leaves the column as it is.
+// NULL new value leaves the column as it is, except that an index column
+// is set to NULL where its source column is NULL (see clearSQL).
 func (r *runner) updateSQL() string {
 	var set, arrays, names []string
 	arrays = append(arrays, r.p.pkCast(1, true))
 	names = append(names, "k")
-	add := func(q string, bytea bool) {
+	add := func(q string, bytea bool) string {
 		n := len(arrays) + 1
 		typ := "text"
 		if bytea {
@@ -770,13 +788,13 @@ func (r *runner) updateSQL() string {
 		}
 		arrays = append(arrays, fmt.Sprintf("$%d::text::%s[]", n, typ))
 		names = append(names, fmt.Sprintf("c%d", n))
-		set = append(set, fmt.Sprintf("%s = COALESCE(colcrypt_v.c%d, colcrypt_t.%s)", q, n, q))
+		return fmt.Sprintf("COALESCE(colcrypt_v.c%d, colcrypt_t.%s)", n, q)
 	}
 	for _, c := range r.p.cols {
-		add(c.q, c.bytea)
+		set = append(set, c.q+" = "+add(c.q, c.bytea))
 	}
-	for _, ix := range r.p.idx {
-		add(ix.q, ix.bytea)
+	for k, ix := range r.p.idx {
+		set = append(set, ix.q+" = "+r.p.clearSQL(k, add(ix.q, ix.bytea)))
 	}
 	return fmt.Sprintf("UPDATE %s AS colcrypt_t SET %s FROM unnest(%s) AS colcrypt_v(%s) WHERE colcrypt_t.%s = colcrypt_v.k",
 		r.p.qtable, strings.Join(set, ", "), strings.Join(arrays, ", "), strings.Join(names, ", "), r.p.qpk)
@@ -784,16 +802,19 @@ func (r *runner) updateSQL() string {
 
 // stats counts what a batch rewrote.
 type stats struct {
-	rows, values, plaintext, index int64
+	rows, values, plaintext, index, cleared int64
 }
 
 // transform decrypts and re-encrypts the values of a batch that need it,
 // filling the batch's output arrays. Rows with a value that fails (see
 // valueError), or with a new value that would not fit its column, are left
-// out of the output and returned as failures. An error is returned only for
-// what stops the job: ctx ending, no usable active key, or a Cipher or
-// Indexer error that is not about the value (a key provider that cannot be
-// reached, say).
+// out of the output and returned as failures. An index value beside a NULL
+// source is counted as cleared, and its row written (the batch UPDATE sets
+// it to NULL, see plan.clearSQL), or, in an index column declared NOT
+// NULL, which cannot hold the NULL index, fails its row (ErrOrphanIndex).
+// An error is returned only for what stops the job: ctx ending, no usable
+// active key, or a Cipher or Indexer error that is not about the value (a
+// key provider that cannot be reached, say).
 func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, error) {
 	var st stats
 	var fails []rowFailure
@@ -806,14 +827,29 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, 
 			out[k] = nil
 		}
 		var (
-			fail                 *Failure
-			values, plain, index int64
+			fail                          *Failure
+			values, plain, index, cleared int64
 		)
 	cols:
 		for ci, c := range p.cols {
 			raw, null := b.value(i, ci)
 			if null {
-				continue // NULL stays NULL; its indexes are left alone
+				// NULL stays NULL, and the index of NULL is NULL: an
+				// index value beside it is cleared, or fails the row
+				// when its column cannot hold NULL.
+				for _, k := range c.idx {
+					if _, onull := b.value(i, nc+k); onull {
+						continue
+					}
+					if !p.clearable(k) {
+						fail = &Failure{PK: b.pks[i], Column: p.idx[k].name, Err: fmt.Errorf(
+							"%w: column %s is declared NOT NULL, so it cannot hold the index of a NULL %s; nothing of the row is written",
+							ErrOrphanIndex, p.idx[k].q, c.q)}
+						break cols
+					}
+					cleared++
+				}
+				continue
 			}
 			needValue := !bytes.HasPrefix(raw, []byte(r.pre.value))
 			needIndex := false
@@ -881,7 +917,7 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, 
 			fails = append(fails, rowFailure{row: i, f: *fail})
 			continue
 		}
-		if values+plain+index == 0 {
+		if values+plain+index+cleared == 0 {
 			continue // nothing to do (the SELECT only returns rows with work)
 		}
 		b.addOut(i)
@@ -889,6 +925,7 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, 
 		st.values += values
 		st.plaintext += plain
 		st.index += index
+		st.cleared += cleared
 	}
 	return st, fails, nil
 }
@@ -945,11 +982,18 @@ func (r *runner) open(ctx context.Context, c colPlan, raw []byte) (pt []byte, pl
 // Indexer is not configured as the application's (index name, normaliser,
 // bits, slow mode or index keys), and Rotate would refuse to run with it.
 //
+// It also returns an error wrapping ErrIndexMismatch for a blind index
+// whose column Rotate would clear where the source is NULL (a column that
+// can hold NULL) when no row holds both a source value and an index value
+// but some row holds an index value beside a NULL source: the description
+// most likely names the wrong source column, and Rotate, which sets the
+// index of a NULL source to NULL, would clear every index value.
+//
 // It returns nil when every value checked matches, and also when nothing
-// could be checked: no blind index, no row with both values set, or only
-// values that do not decrypt or are under an index-key version the Indexer
-// lacks. It writes nothing and locks no rows; Verify checks every value,
-// not a sample.
+// could be checked: no blind index, no row with both values set (and no
+// index value beside a NULL source), or only values that do not decrypt or
+// are under an index-key version the Indexer lacks. It writes nothing and
+// locks no rows; Verify checks every value, not a sample.
 func (j *Job) CheckIndexes(ctx context.Context) error {
 	p, err := resolve(ctx, j.db, j.table, nil)
 	if err != nil {
@@ -962,69 +1006,128 @@ func (j *Job) CheckIndexes(ctx context.Context) error {
 // checkIndexes checks, before anything is written, that every Indexer that
 // can recompute old versions reproduces a sample of the stored index
 // values: an Indexer configured differently from the application's would
-// otherwise overwrite good index values with useless ones.
+// otherwise overwrite good index values with useless ones. It also checks
+// that no index column that Rotate clears beside a NULL source holds
+// values only there (see CheckIndexes).
 func (r *runner) checkIndexes(ctx context.Context) error {
-	const sample = 16
-	for _, ix := range r.p.idx {
-		vc, ok := ix.ix.(versionComputer)
-		if !ok {
-			continue
-		}
-		src := r.p.cols[ix.src]
-		q := fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL ORDER BY %s LIMIT %d",
-			src.q, ix.q, r.p.qtable, src.q, ix.q, r.p.orderBy(), sample)
-		rows, err := r.j.db.QueryContext(ctx, q)
+	for k := range r.p.idx {
+		paired, err := r.checkIndex(ctx, k)
 		if err != nil {
-			return fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
+			return err
 		}
-		type pair struct{ v, idx []byte }
-		var pairs []pair
-		for rows.Next() {
-			var v, i any
-			if err := rows.Scan(&v, &i); err != nil {
-				rows.Close()
-				return fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
+		if !paired && r.p.clearable(k) {
+			if err := r.checkOrphans(ctx, k); err != nil {
+				return err
 			}
-			pairs = append(pairs, pair{asBytes(v), asBytes(i)})
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
-		}
-		checked, bad := 0, 0
-		for _, pr := range pairs {
-			version, err := blindindex.Version(string(pr.idx))
-			if err != nil {
-				continue // malformed: rewritten by the rotation
-			}
-			pt, _, err := r.open(ctx, src, pr.v)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if !valueError(err) {
-					return fmt.Errorf("rotation: decrypting a value of column %s: %w", src.q, err)
-				}
-				continue // reported when its row comes up
-			}
-			want, err := vc.ComputeVersion(version, string(pt))
-			if errors.Is(err, keyprovider.ErrUnknownVersion) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("rotation: index column %s: %w", ix.q, err)
-			}
-			checked++
-			if want != string(pr.idx) {
-				bad++
-			}
-		}
-		if bad > 0 {
-			return fmt.Errorf("%w: index column %s: %d of the %d stored values checked differ from what the Indexer computes; "+
-				"configure it exactly as the application does (index name, normaliser, bits, slow mode, index keys)", ErrIndexMismatch, ix.q, bad, checked)
 		}
 	}
 	return nil
+}
+
+// checkIndex checks a sample of the stored values of index k (a position
+// in plan.idx) against its Indexer, when it can recompute old versions. It
+// reports whether some row holds both the source value and an index value
+// (as far as it needs to know: always true for an index that is not
+// clearable and whose Indexer cannot recompute old versions).
+func (r *runner) checkIndex(ctx context.Context, k int) (paired bool, err error) {
+	const sample = 16
+	ix := r.p.idx[k]
+	src := r.p.cols[ix.src]
+	vc, ok := ix.ix.(versionComputer)
+	if !ok {
+		if !r.p.clearable(k) {
+			return true, nil
+		}
+		return r.exists(ctx, fmt.Sprintf("%s IS NOT NULL AND %s IS NOT NULL", src.q, ix.q))
+	}
+	q := fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL ORDER BY %s LIMIT %d",
+		src.q, ix.q, r.p.qtable, src.q, ix.q, r.p.orderBy(), sample)
+	rows, err := r.j.db.QueryContext(ctx, q)
+	if err != nil {
+		return false, fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
+	}
+	type pair struct{ v, idx []byte }
+	var pairs []pair
+	for rows.Next() {
+		var v, i any
+		if err := rows.Scan(&v, &i); err != nil {
+			rows.Close()
+			return false, fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
+		}
+		pairs = append(pairs, pair{asBytes(v), asBytes(i)})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("rotation: sampling index column %s: %w", ix.q, err)
+	}
+	checked, bad := 0, 0
+	for _, pr := range pairs {
+		version, err := blindindex.Version(string(pr.idx))
+		if err != nil {
+			continue // malformed: rewritten by the rotation
+		}
+		pt, _, err := r.open(ctx, src, pr.v)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			if !valueError(err) {
+				return false, fmt.Errorf("rotation: decrypting a value of column %s: %w", src.q, err)
+			}
+			continue // reported when its row comes up
+		}
+		want, err := vc.ComputeVersion(version, string(pt))
+		if errors.Is(err, keyprovider.ErrUnknownVersion) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("rotation: index column %s: %w", ix.q, err)
+		}
+		checked++
+		if want != string(pr.idx) {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return false, fmt.Errorf("%w: index column %s: %d of the %d stored values checked differ from what the Indexer computes; "+
+			"configure it exactly as the application does (index name, normaliser, bits, slow mode, index keys)", ErrIndexMismatch, ix.q, bad, checked)
+	}
+	return len(pairs) > 0, nil
+}
+
+// checkOrphans returns an error wrapping ErrIndexMismatch when index k (a
+// position in plan.idx), of which no row holds both the source value and
+// an index value, holds a value beside a NULL source: every index value
+// stands beside a NULL source, which says that the description names the
+// wrong source column far more likely than that every source was set to
+// NULL by hand. Rotate would clear them all.
+func (r *runner) checkOrphans(ctx context.Context, k int) error {
+	ix := r.p.idx[k]
+	src := r.p.cols[ix.src]
+	orphans, err := r.exists(ctx, fmt.Sprintf("%s IS NULL AND %s IS NOT NULL", src.q, ix.q))
+	if err != nil {
+		return err
+	}
+	if orphans {
+		return fmt.Errorf("%w: index column %s holds values only in rows where %s is NULL, never beside a value of it: "+
+			"it is most likely computed from another column, and Rotate, which sets the index of a NULL source to NULL, would clear every one; "+
+			"check the source column the description names (if it is right, set these index values to NULL first)", ErrIndexMismatch, ix.q, src.q)
+	}
+	return nil
+}
+
+// exists reports whether some row of the table meets cond, an SQL
+// condition.
+func (r *runner) exists(ctx context.Context, cond string) (bool, error) {
+	q := fmt.Sprintf("SELECT 1 FROM %s WHERE %s LIMIT 1", r.p.qtable, cond)
+	var one int
+	switch err := r.j.db.QueryRowContext(ctx, q).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("rotation: sampling the blind index columns of %s: %w", r.p.table, err)
+	}
+	return true, nil
 }
 
 // sleep waits for d or until ctx ends.

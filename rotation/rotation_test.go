@@ -111,7 +111,7 @@ func TestSQLText(t *testing.T) {
 	}
 	pre := prefixes{value: "v2:", index: []string{"b3:"}}
 	got := p.pendingSQL(pre)
-	want := `(("a" IS NOT NULL AND left("a", 3) <> 'v2:') OR ("a" IS NOT NULL AND ("a_bidx" IS NULL OR left("a_bidx", 3) <> 'b3:')) OR ("b" IS NOT NULL AND substr("b", 1, 3) <> decode('76323a', 'hex')))`
+	want := `(("a" IS NOT NULL AND left("a", 3) <> 'v2:') OR ("a" IS NOT NULL AND ("a_bidx" IS NULL OR left("a_bidx", 3) <> 'b3:')) OR ("a" IS NULL AND "a_bidx" IS NOT NULL) OR ("b" IS NOT NULL AND substr("b", 1, 3) <> decode('76323a', 'hex')))`
 	if got != want {
 		t.Errorf("pendingSQL:\n got %s\nwant %s", got, want)
 	}
@@ -126,10 +126,21 @@ func TestSQLText(t *testing.T) {
 		t.Errorf("dry-run selectSQL: %s", q)
 	}
 	u := r.updateSQL()
-	want = `UPDATE "s"."t" AS colcrypt_t SET "a" = COALESCE(colcrypt_v.c2, colcrypt_t."a"), "b" = COALESCE(colcrypt_v.c3, colcrypt_t."b"), "a_bidx" = COALESCE(colcrypt_v.c4, colcrypt_t."a_bidx") ` +
+	want = `UPDATE "s"."t" AS colcrypt_t SET "a" = COALESCE(colcrypt_v.c2, colcrypt_t."a"), "b" = COALESCE(colcrypt_v.c3, colcrypt_t."b"), ` +
+		`"a_bidx" = CASE WHEN colcrypt_t."a" IS NULL THEN NULL ELSE COALESCE(colcrypt_v.c4, colcrypt_t."a_bidx") END ` +
 		`FROM unnest($1::text::bigint[], $2::text::text[], $3::text::bytea[], $4::text::text[]) AS colcrypt_v(k, c2, c3, c4) WHERE colcrypt_t."id" = colcrypt_v.k`
 	if u != want {
 		t.Errorf("updateSQL:\n got %s\nwant %s", u, want)
+	}
+
+	// An index column declared NOT NULL cannot be cleared (its rows
+	// fail): still pending, never set to NULL.
+	p.idx[0].notNull = true
+	if got := p.pendingSQL(pre); !strings.Contains(got, `("a" IS NULL AND "a_bidx" IS NOT NULL)`) {
+		t.Errorf("pendingSQL with a NOT NULL index column: %s", got)
+	}
+	if u := r.updateSQL(); strings.Contains(u, "CASE") {
+		t.Errorf("updateSQL with a NOT NULL index column: %s", u)
 	}
 }
 
@@ -200,7 +211,9 @@ func (badCipher) Open(context.Context, []byte) ([]byte, error) { return nil, err
 // TestTransform runs the per-row work of a batch on rows in memory: values
 // on the old version are re-encrypted, current ones left alone (NULL in
 // the output), NULLs stay NULL, stale or missing index values are
-// recomputed, and a row with one bad value is left out entirely.
+// recomputed, an index value beside a NULL source is cleared (its row
+// written, the UPDATE setting it to NULL) or, in a NOT NULL index column,
+// fails its row, and a row with one bad value is left out entirely.
 func TestTransform(t *testing.T) {
 	ctx := context.Background()
 	old := testCodec(t, 1, 2)
@@ -242,9 +255,11 @@ func TestTransform(t *testing.T) {
 	add("2", seal(codec, "gamma"), seal(codec, "d"), seal(codec, "e"), []byte("b2:5")) // all current: nothing to do
 	add("3", seal(codec, "delta"), nil, []byte("plain text"), nil)                     // index missing; c plaintext
 	add("4", seal(old, "eps"), tampered, nil, []byte("b1:3"))                          // b tampered: row fails
-	add("5", nil, []byte("PLAINSECRET"), nil, []byte("b1:0"))                          // a NULL (index left); b plaintext, not allowed
+	add("5", nil, []byte("PLAINSECRET"), nil, []byte("b1:0"))                          // a NULL (index cleared); b plaintext, not allowed
 	add("6", []byte("v1:AAAA"), seal(old, "z"), nil, nil)                              // a malformed
 	add("7", []byte(""), nil, []byte(""), nil)                                         // empty: plaintext in c, not in a
+	add("8", nil, seal(codec, "f"), nil, []byte("b2:9"))                               // a NULL, index current: cleared
+	add("9", nil, nil, nil, nil)                                                       // all NULL: nothing to do
 
 	st, rowFails, err := r.transform(ctx, b)
 	if err != nil {
@@ -257,7 +272,7 @@ func TestTransform(t *testing.T) {
 		}
 		fails = append(fails, rf.f)
 	}
-	if st.rows != 2 || st.values != 2 || st.plaintext != 1 || st.index != 2 {
+	if st.rows != 3 || st.values != 2 || st.plaintext != 1 || st.index != 2 || st.cleared != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	got := map[string]string{}
@@ -288,9 +303,10 @@ func TestTransform(t *testing.T) {
 		}
 	}
 
-	// The output arrays: rows 1 and 3 (and not 2, which had nothing to do).
+	// The output arrays: rows 1, 3 and 8 (and not 2 or 9, which had
+	// nothing to do).
 	args := b.args()
-	if args[0] != `{"1","3"}` {
+	if args[0] != `{"1","3","8"}` {
 		t.Fatalf("primary keys %v", args[0])
 	}
 	elems := func(s any) []string {
@@ -313,6 +329,31 @@ func TestTransform(t *testing.T) {
 	if a[1] != "NULL" || bb[1] != "NULL" || open(c[1]) != "plain text" || bidx[1] != `"b2:5"` {
 		t.Errorf("row 3 output: %v %v %v %v", a[1], bb[1], c[1], bidx[1])
 	}
+	// Row 8 writes nothing new: the UPDATE clears its index (clearSQL).
+	if a[2] != "NULL" || bb[2] != "NULL" || c[2] != "NULL" || bidx[2] != "NULL" {
+		t.Errorf("row 8 output: %v %v %v %v", a[2], bb[2], c[2], bidx[2])
+	}
+
+	// In an index column declared NOT NULL, the index value beside a NULL
+	// source fails its row instead, naming the index column, never the
+	// value.
+	p.idx[0].notNull = true
+	st, rowFails, err = r.transform(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = map[string]string{}
+	for _, rf := range rowFails {
+		got[rf.f.PK] = rf.f.Column
+		if rf.f.PK == "8" && (!errors.Is(rf.f.Err, ErrOrphanIndex) || strings.Contains(rf.f.String(), "b2:9")) {
+			t.Errorf("row 8: %v", rf.f)
+		}
+	}
+	wantFails = map[string]string{"4": "b", "5": "a_bidx", "6": "a", "7": "a", "8": "a_bidx"}
+	if fmt.Sprint(got) != fmt.Sprint(wantFails) || st.rows != 2 || st.cleared != 0 {
+		t.Errorf("NOT NULL index column: failures %v (want %v), stats %+v", got, wantFails, st)
+	}
+	p.idx[0].notNull = false
 
 	// No active index key stops the job instead of failing rows.
 	p.idx[0].ix = fakeIndexer{err: fmt.Errorf("%w: none", keyprovider.ErrInvalidKey)}

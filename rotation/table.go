@@ -180,6 +180,7 @@ type idxPlan struct {
 	bytea   bool
 	charset string      // MySQL: the character set of a text column
 	limit   lengthLimit // the most a value holds
+	notNull bool        // declared NOT NULL (or of a NOT NULL domain): it cannot be set to NULL
 	src     int         // position of the source column in plan.cols
 	ix      Indexer
 }
@@ -188,7 +189,16 @@ func (c colPlan) ref() colRef {
 	return colRef{q: c.q, bytea: c.bytea, charset: c.charset, limit: c.limit}
 }
 func (c idxPlan) ref() colRef {
-	return colRef{q: c.q, bytea: c.bytea, charset: c.charset, limit: c.limit}
+	return colRef{q: c.q, bytea: c.bytea, charset: c.charset, limit: c.limit, notNull: c.notNull}
+}
+
+// clearable reports whether Rotate sets index k (a position in plan.idx)
+// to NULL where its source is NULL: whether the index column can be set
+// to NULL. (Whether the source can be NULL is left to the values: a
+// PostgreSQL column of a NOT NULL domain, for one, can hold NULL all the
+// same.)
+func (p *plan) clearable(k int) bool {
+	return !p.idx[k].notNull
 }
 
 // lengthLimit is the most a column holds, as the catalog declares it:
@@ -227,8 +237,12 @@ type attr struct {
 	typ     string // format_type
 	typname string // pg_type.typname (of the base type for a domain)
 	typmod  int    // atttypmod (the domain's typtypmod for a domain), -1 for none
-	notNull bool
-	attnum  int
+	notNull bool   // attnotnull
+	// domainNotNull reports a domain declared NOT NULL: the column
+	// cannot be set to NULL, though it may read as NULL (see CREATE
+	// DOMAIN), so the primary key's check does not take it.
+	domainNotNull bool
+	attnum        int
 }
 
 // resolve looks the table up in the catalog and builds its plan.
@@ -259,7 +273,7 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 		SELECT a.attname, format_type(a.atttypid, a.atttypmod),
 		       COALESCE(bt.typname, ty.typname),
 		       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,
-		       a.attnotnull, a.attnum
+		       a.attnotnull, ty.typtype = 'd' AND ty.typnotnull, a.attnum
 		FROM pg_attribute a
 		JOIN pg_type ty ON ty.oid = a.atttypid
 		LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
@@ -271,7 +285,7 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 	for rows.Next() {
 		var name string
 		var a attr
-		if err := rows.Scan(&name, &a.typ, &a.typname, &a.typmod, &a.notNull, &a.attnum); err != nil {
+		if err := rows.Scan(&name, &a.typ, &a.typname, &a.typmod, &a.notNull, &a.domainNotNull, &a.attnum); err != nil {
 			rows.Close()
 			return fmt.Errorf("rotation: reading the columns of %s: %w", t, err)
 		}
@@ -310,14 +324,15 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 		if !ok {
 			return colRef{}, fmt.Errorf("%w: table %s has no column %s (%s)", ErrInvalidTable, t, quoteIdent(name), what)
 		}
+		notNull := a.notNull || a.domainNotNull
 		switch a.typname {
 		case "bytea":
-			return colRef{bytea: true}, nil
+			return colRef{bytea: true, notNull: notNull}, nil
 		case "text", "citext":
-			return colRef{}, nil
+			return colRef{notNull: notNull}, nil
 		case "varchar":
 			// varchar(n): the typmod is n + 4 (VARHDRSZ), in characters.
-			var ref colRef
+			ref := colRef{notNull: notNull}
 			if a.typmod >= 4 {
 				ref.limit.chars = int64(a.typmod - 4)
 			}
@@ -330,9 +345,9 @@ func resolvePostgres(ctx context.Context, db *sql.DB, p *plan, plaintext []strin
 // addColumns fills in the plan's encrypted and index columns. kind looks a
 // column up in the catalog and returns it (its quoted name as the catalog
 // spells it, or "" for the name as given; whether it is binary; on MySQL
-// its character set), or an error wrapping ErrInvalidTable when it does
-// not exist or cannot hold the wire format; what says what the column is
-// for, for that error.
+// its character set; its length limit; whether it can be set to NULL), or
+// an error wrapping ErrInvalidTable when it does not exist or cannot hold
+// the wire format; what says what the column is for, for that error.
 func (p *plan) addColumns(plaintext []string, kind func(name, what string) (colRef, error)) error {
 	t := p.table
 	plain := map[string]bool{}
@@ -358,7 +373,7 @@ func (p *plan) addColumns(plaintext []string, kind func(name, what string) (colR
 				k.q = p.quote(ix.Column)
 			}
 			cp.idx = append(cp.idx, len(p.idx))
-			p.idx = append(p.idx, idxPlan{name: ix.Column, q: k.q, bytea: k.bytea, charset: k.charset, limit: k.limit, src: len(p.cols), ix: ix.Indexer})
+			p.idx = append(p.idx, idxPlan{name: ix.Column, q: k.q, bytea: k.bytea, charset: k.charset, limit: k.limit, notNull: k.notNull, src: len(p.cols), ix: ix.Indexer})
 		}
 		p.cols = append(p.cols, cp)
 	}
@@ -415,8 +430,9 @@ func prefixMismatchSQL(q string, bytea bool, prefix string) string {
 }
 
 // pendingSQL returns the condition of a row that Rotate rewrites: a value
-// not under the active version, or an index value missing or not under
-// the active index-key version beside a non-NULL value.
+// not under the active version, an index value missing or not under the
+// active index-key version beside a non-NULL value, or an index value
+// beside a NULL value (which Rotate clears: the index of NULL is NULL).
 func (p *plan) pendingSQL(pre prefixes) string {
 	d := p.sql()
 	var terms []string
@@ -425,9 +441,31 @@ func (p *plan) pendingSQL(pre prefixes) string {
 		for _, i := range c.idx {
 			ix := p.idx[i]
 			terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND (%s IS NULL OR %s))", c.q, ix.q, d.prefixMismatch(ix.ref(), pre.index[i])))
+			terms = append(terms, fmt.Sprintf("(%s IS NULL AND %s IS NOT NULL)", c.q, ix.q))
 		}
 	}
 	return "(" + strings.Join(terms, " OR ") + ")"
+}
+
+// clearSQL returns the value a batch UPDATE assigns to index column k (a
+// position in plan.idx), given expr, the value it assigns otherwise: NULL
+// where the table's source column is NULL, since the index of NULL is
+// NULL, when the index column can hold NULL; expr as it is when not.
+//
+// The source tested is the one the row holds as it is written: what the
+// batch read under its lock, so that the UPDATE clears exactly the index
+// values transform counted, and never one whose source an application
+// has set (the lock makes the application wait for the batch; on
+// PostgreSQL and SQLite, where a value left as it is is not written, the
+// test would keep its index value even without the lock). The batch
+// leaves a NULL source NULL and a non-NULL one non-NULL, so the test holds
+// whether the database evaluates it before or after assigning the source
+// column (MySQL does not say, for a multiple-table UPDATE).
+func (p *plan) clearSQL(k int, expr string) string {
+	if !p.clearable(k) {
+		return expr
+	}
+	return fmt.Sprintf("CASE WHEN colcrypt_t.%s IS NULL THEN NULL ELSE %s END", p.cols[p.idx[k].src].q, expr)
 }
 
 // pkCast returns the SQL that turns text parameter n into the primary
