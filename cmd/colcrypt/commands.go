@@ -440,8 +440,13 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		if res.Passes != 1 {
 			passes = fmt.Sprintf("%d passes", res.Passes)
 		}
-		fmt.Fprintf(stdout, "%s %d rows of %s (%d values re-encrypted, %d plaintext values encrypted, %d index values recomputed) in %s, %s\n",
-			what, res.Rows, st.job.Table(), res.Values, res.Plaintext, res.IndexValues, res.Elapsed.Round(time.Millisecond), passes)
+		cleared := ""
+		if res.ClearedIndexValues > 0 {
+			// Rare, and worth saying: index values that stood beside a NULL.
+			cleared = fmt.Sprintf(", %d index values beside a NULL source cleared", res.ClearedIndexValues)
+		}
+		fmt.Fprintf(stdout, "%s %d rows of %s (%d values re-encrypted, %d plaintext values encrypted, %d index values recomputed%s) in %s, %s\n",
+			what, res.Rows, st.job.Table(), res.Values, res.Plaintext, res.IndexValues, cleared, res.Elapsed.Round(time.Millisecond), passes)
 	}
 	switch {
 	case err == nil:

@@ -155,3 +155,49 @@ func TestBlindIndexMismatch(t *testing.T) {
 		t.Errorf("status --check with the right settings: %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// TestRotateClearsOrphanIndex checks that status --check counts a blind
+// index value beside a NULL source as work left, and that rotate clears it
+// and says so in its summary.
+func TestRotateClearsOrphanIndex(t *testing.T) {
+	k1, _ := keyprovider.GenerateKey(1)
+	i1, _ := keyprovider.GenerateKey(1)
+	file, db := sqliteFile(t)
+	keys, _ := keyprovider.NewStatic(1, k1)
+	v, err := encryptedtype.NewCodec(keys).Seal(context.Background(), []byte("a@example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := testIndex(t, "users.email", i1, blindindex.Config{})
+	b, err := ix.Compute("a@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, email_bidx TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	// Row 2 had its email set to NULL by hand, its index left behind.
+	if _, err := db.Exec(`INSERT INTO users VALUES (1, ?, ?), (2, NULL, ?)`, string(v), b, b); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DATABASE_URL", "sqlite://"+file)
+	t.Setenv("COLCRYPT_KEYS", keyprovider.EncodeKeys(k1))
+	t.Setenv("COLCRYPT_ACTIVE_KEY", "1")
+	t.Setenv("COLCRYPT_INDEX_KEYS", keyprovider.EncodeKeys(i1))
+	t.Setenv("COLCRYPT_ACTIVE_INDEX_KEY", "1")
+	args := []string{"--table", "users", "--column", "email", "--blind-index", "email_bidx=email"}
+
+	code, stdout, stderr := runCLI(t, append([]string{"status", "--check"}, args...)...)
+	if code != exitFailures || !strings.Contains(stderr, "1 rows are still to rotate") {
+		t.Errorf("status --check before: %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCLI(t, append([]string{"rotate", "--progress", "none"}, args...)...)
+	if code != 0 || stderr != "" || !strings.Contains(stdout, "1 index values beside a NULL source cleared") || strings.Contains(stdout+stderr, b) {
+		t.Errorf("rotate: %d\n%s\n%s", code, stdout, stderr)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM users WHERE email_bidx IS NULL`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("index values cleared: %d, %v; want 1", n, err)
+	}
+	checkDone(t, "status --check after", append([]string{"status", "--check"}, args...)...)
+}
