@@ -53,9 +53,15 @@
 // A UNIQUE constraint on an index column compares stored values, so while
 // two versions are live it only rejects duplicates written under the same
 // version: a value inserted under the new version is not compared with an
-// equal one still stored under the old version. The duplicate surfaces as a
-// unique violation when the rotation job recomputes the old row. Where that
-// matters, check with a lookup before inserting, or keep rotations short.
+// equal one still stored under the old version. The same holds for rows
+// whose index column is still NULL while a plaintext column is being
+// encrypted and indexed. The duplicate surfaces when the rotation job
+// (package rotation) recomputes the old row: the job writes every other
+// row, leaves that one untouched and reports it as a failure wrapping
+// rotation.ErrDuplicate, naming its primary key and the index column,
+// never the value; resolve the duplicate and run the job again. Where
+// that matters, check with a lookup (under every live version) before
+// inserting, or keep rotations short.
 //
 // # What an index reveals
 //

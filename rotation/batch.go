@@ -27,6 +27,10 @@ type batch struct {
 	rowOut  [][]byte   // the current row's new values; nil leaves one as it is
 	outRows []int      // the rows written back, by position in the batch
 	outVals [][]byte   // their new values, len(outRows) × width; nil leaves one as it is
+	// outStats are what each row written rewrites, one per outRows (as
+	// transform fills them in), so that rows written one at a time are
+	// counted one at a time.
+	outStats []stats
 }
 
 func newBatch(p *plan, size int) *batch {
@@ -193,9 +197,11 @@ func (b *batch) resetOut() {
 	b.outRows = b.outRows[:0]
 	clear(b.outVals)
 	b.outVals = b.outVals[:0]
+	b.outStats = b.outStats[:0]
 }
 
-// addOut appends row i to the output: its primary key and rowOut.
+// addOut appends row i to the output: its primary key and rowOut. The
+// caller appends what the row rewrites to outStats.
 func (b *batch) addOut(i int) {
 	b.out[0].add(b.pks[i])
 	for k, v := range b.rowOut {
@@ -207,6 +213,30 @@ func (b *batch) addOut(i int) {
 	}
 	b.outRows = append(b.outRows, i)
 	b.outVals = append(b.outVals, b.rowOut...)
+}
+
+// outRow returns a view of b whose output is b's n-th output row alone,
+// for the statement that writes that row by itself. It shares b's rows
+// and values, and is good until b changes.
+func (b *batch) outRow(n int) *batch {
+	w := b.width
+	v := *b
+	v.outRows = b.outRows[n : n+1 : n+1]
+	v.outVals = b.outVals[n*w : (n+1)*w : (n+1)*w]
+	v.outStats = nil
+	v.out = make([]arrayLit, len(b.out))
+	for k := range v.out {
+		v.out[k].reset()
+	}
+	v.out[0].add(b.pks[b.outRows[n]])
+	for k, val := range v.outVals {
+		if val == nil {
+			v.out[k+1].addNull()
+		} else {
+			v.out[k+1].addBytes(val)
+		}
+	}
+	return &v
 }
 
 // args returns the output arrays as the arguments of PostgreSQL's UPDATE.

@@ -136,6 +136,32 @@ type sqlDialect interface {
 	// maxParams is the most parameters one statement may have, 0 for no
 	// limit that matters.
 	maxParams() int
+	// duplicate reports whether err is a unique violation (another row
+	// already holds a value that a unique index or UNIQUE constraint
+	// allows once), and what the error says of it, never a value.
+	duplicate(p *plan, err error) (dupError, bool)
+	// uniqueColumns returns the columns of the table's unique index (or
+	// UNIQUE constraint) named name, as the catalog spells them, read
+	// through q; none for an index on expressions only, or of another
+	// table.
+	uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error)
+	// immediate is the statement that makes deferred constraints of the
+	// transaction checked at the end of each statement, "" where
+	// constraints are never deferred.
+	immediate() string
+}
+
+// dupError is what a unique violation says of itself: the name of the
+// unique index or constraint, and the columns when the error names them
+// (SQLite). Either may be unknown ("", nil). It never holds a value.
+type dupError struct {
+	index   string
+	columns []string
+}
+
+// querier runs a query: a *sql.DB or a batch's transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // colRef is what the dialects need to know of a column in SQL text.
@@ -207,6 +233,66 @@ func (postgresDialect) begin(ctx context.Context, db *sql.DB) (batchTx, error) {
 func (postgresDialect) transient(err error) bool { return isTransient(err) }
 
 func (postgresDialect) maxParams() int { return 0 } // the batch is a handful of array parameters
+
+// duplicate recognises SQLSTATE 23505 (unique_violation) by the SQLState
+// method of the errors of pgx and lib/pq, and takes the constraint's name
+// from the error's ConstraintName field (pgx's *pgconn.PgError) or
+// Constraint field (lib/pq's *pq.Error). The error's Detail, which quotes
+// the duplicate value, is never read.
+func (postgresDialect) duplicate(_ *plan, err error) (dupError, bool) {
+	var s interface{ SQLState() string }
+	if !errors.As(err, &s) || s.SQLState() != "23505" {
+		return dupError{}, false
+	}
+	var d dupError
+	if e, ok := s.(error); ok {
+		if v := structOf(e); v.IsValid() {
+			for _, name := range []string{"ConstraintName", "Constraint"} {
+				if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
+					d.index = f.String()
+					break
+				}
+			}
+		}
+	}
+	return d, true
+}
+
+// uniqueColumns reads the columns of the table's index named name (a
+// UNIQUE constraint's index bears its name) from pg_index.
+func (postgresDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error) {
+	return queryStrings(ctx, q, `SELECT a.attname FROM pg_index i
+		JOIN pg_class c ON c.oid = i.indexrelid
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+		WHERE i.indrelid = to_regclass($1) AND c.relname = $2
+		ORDER BY a.attnum`, p.qtable, name)
+}
+
+func (postgresDialect) immediate() string { return "SET CONSTRAINTS ALL IMMEDIATE" }
+
+// queryStrings returns the non-NULL values of the first column of a
+// query's rows.
+func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s sql.NullString
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		if s.Valid {
+			out = append(out, s.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, rows.Close()
+}
 
 // isTransient reports whether err is a deadlock, serialization failure or
 // lock timeout, after which the batch can simply be tried again later. It

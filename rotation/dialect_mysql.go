@@ -103,6 +103,42 @@ func (mysqlDialect) transient(err error) bool {
 
 func (mysqlDialect) maxParams() int { return mysqlMaxParams }
 
+// duplicate recognises ER_DUP_ENTRY (1062) and ER_DUP_ENTRY_WITH_KEY_NAME
+// (1586), and takes the key's name from the end of the message ("… for
+// key 'name'", MySQL 8 writing 'table.name'). The value the message quotes
+// is never kept.
+func (mysqlDialect) duplicate(_ *plan, err error) (dupError, bool) {
+	switch n, _ := mysqlErrorNumber(err); n {
+	case 1062, 1586:
+	default:
+		return dupError{}, false
+	}
+	var d dupError
+	if m := mysqlDupKey.FindStringSubmatch(err.Error()); m != nil {
+		d.index = m[1]
+	}
+	return d, true
+}
+
+// uniqueColumns reads the columns of the table's index named name from
+// information_schema.STATISTICS. MySQL 8 names the key as "table.name"
+// in its error: the name without the table's is tried when no index has
+// the name as it is.
+func (mysqlDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error) {
+	const query = `SELECT COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? ORDER BY SEQ_IN_INDEX`
+	cols, err := queryStrings(ctx, q, query, p.schemaName, p.tableName, name)
+	if err != nil || len(cols) > 0 {
+		return cols, err
+	}
+	if short, ok := strings.CutPrefix(name, p.tableName+"."); ok {
+		return queryStrings(ctx, q, query, p.schemaName, p.tableName, short)
+	}
+	return nil, nil
+}
+
+func (mysqlDialect) immediate() string { return "" }
+
 // mysqlErrorNumber returns the number of the go-sql-driver/mysql error
 // (*mysql.MySQLError) in err's chain. It is found by its type's name and
 // its Number field, so that this package does not import the driver.
@@ -289,6 +325,7 @@ func (d mysqlDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plaintex
 		return fmt.Errorf("%w: %s is a view; rotate its table", ErrInvalidTable, t)
 	}
 	p.qtable = d.quote(table.schema) + "." + d.quote(table.name)
+	p.schemaName, p.tableName = table.schema, table.name
 
 	// Its columns.
 	cols := map[string]mysqlColumn{}
@@ -498,17 +535,20 @@ func allUTF8(t Table) bool {
 // 1062, "Duplicate entry '…' for key '…'".
 var mysqlDupKey = regexp.MustCompile(`for key '([^']*)'$`)
 
-// redactDuplicate returns err, or, for MySQL's duplicate-key error (1062),
-// whose text quotes the duplicate value (a blind index value, during an
-// index-key rotation), an error that names the key only: errors never
-// repeat stored values. PostgreSQL and SQLite put no value in theirs.
+// redactDuplicate returns err, or, for MySQL's duplicate-key errors (1062,
+// 1586), whose text quotes the duplicate value (a blind index value,
+// during an index-key rotation), an error that names the key only: errors
+// never repeat stored values. PostgreSQL and SQLite put no value in
+// theirs. Rotate turns a duplicate into a failure of its row; this covers
+// the statements where it cannot.
 func redactDuplicate(err error) error {
-	if n, ok := mysqlErrorNumber(err); !ok || n != 1062 {
+	if n, ok := mysqlErrorNumber(err); !ok || n != 1062 && n != 1586 {
 		return err
 	}
+	n, _ := mysqlErrorNumber(err)
 	key := ""
 	if m := mysqlDupKey.FindStringSubmatch(err.Error()); m != nil {
 		key = " " + m[1]
 	}
-	return fmt.Errorf("MySQL error 1062: duplicate entry for unique key%s (the value is not repeated here)", key)
+	return fmt.Errorf("MySQL error %d: duplicate entry for unique key%s (the value is not repeated here)", n, key)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -21,8 +22,15 @@ import (
 //
 // The batch is written back with one UPDATE … FROM (VALUES …):
 //
-//	UPDATE t AS colcrypt_t SET c1 = COALESCE(colcrypt_v.column2, colcrypt_t.c1), …
+//	UPDATE OR ABORT t AS colcrypt_t SET c1 = COALESCE(colcrypt_v.column2, colcrypt_t.c1), …
 //	FROM (VALUES (?, ?, …), …) AS colcrypt_v WHERE colcrypt_t.id = colcrypt_v.column1
+//
+// OR ABORT overrides a conflict clause of the table's UNIQUE constraints:
+// with ON CONFLICT REPLACE, a new blind-index value equal to another
+// row's would delete that row; with IGNORE, FAIL or ROLLBACK the row
+// would be skipped, the statement half done or the transaction ended.
+// ABORT undoes the statement alone, and the job writes the batch again
+// row by row (see runner.rewriteByRow).
 //
 // An index column that can hold NULL is assigned CASE WHEN
 // colcrypt_t.<source> IS NULL THEN NULL ELSE COALESCE(…) END instead (see
@@ -81,6 +89,55 @@ func (sqliteDialect) transient(err error) bool {
 }
 
 func (sqliteDialect) maxParams() int { return sqliteMaxParams }
+
+// sqliteUniqueRE finds what SQLite's message of a unique violation names:
+// the columns ("UNIQUE constraint failed: t.a, t.b"), or for an index on
+// expressions the index ("UNIQUE constraint failed: index 'name'"). The
+// message holds no value.
+var sqliteUniqueRE = regexp.MustCompile(`UNIQUE constraint failed: (.*?)(?: \(\d+\))?$`)
+
+// duplicate recognises SQLITE_CONSTRAINT_UNIQUE (2067) and
+// SQLITE_CONSTRAINT_PRIMARYKEY (1555), or, from a connection without
+// extended result codes, SQLITE_CONSTRAINT (19) with the message of a
+// unique violation.
+func (sqliteDialect) duplicate(p *plan, err error) (dupError, bool) {
+	code, ok := sqliteErrorCode(err)
+	if !ok {
+		return dupError{}, false
+	}
+	m := sqliteUniqueRE.FindStringSubmatch(err.Error())
+	switch {
+	case code == 2067, code == 1555:
+	case code == 19 && m != nil:
+	default:
+		return dupError{}, false
+	}
+	var d dupError
+	if m == nil {
+		return d, true
+	}
+	if name, ok := strings.CutPrefix(m[1], "index '"); ok {
+		d.index = strings.TrimSuffix(name, "'")
+		return d, true
+	}
+	for _, c := range strings.Split(m[1], ", ") {
+		if name, ok := strings.CutPrefix(c, p.tableName+"."); ok {
+			c = name
+		} else if i := strings.LastIndexByte(c, '.'); i >= 0 {
+			c = c[i+1:]
+		}
+		d.columns = append(d.columns, c)
+	}
+	return d, true
+}
+
+// uniqueColumns reads the columns of the index named name (one SQLite
+// names in its error only when it is on expressions).
+func (sqliteDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error) {
+	return queryStrings(ctx, q, `SELECT name FROM pragma_index_info(?, ?)`, name, p.schemaName)
+}
+
+func (sqliteDialect) immediate() string { return "" }
 
 // sqliteErrorCode returns the result code of the SQLite error in err's
 // chain: from its Code method (modernc.org/sqlite,
@@ -165,7 +222,7 @@ func sqliteUpdate(p *plan, b *batch) (string, []any) {
 	w := p.width()
 	var q strings.Builder
 	args := make([]any, 0, len(b.outRows)*(1+w))
-	fmt.Fprintf(&q, "UPDATE %s AS colcrypt_t SET ", p.qtable)
+	fmt.Fprintf(&q, "UPDATE OR ABORT %s AS colcrypt_t SET ", p.qtable)
 	for k := range w {
 		if k > 0 {
 			q.WriteString(", ")
@@ -293,6 +350,7 @@ func (d sqliteDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plainte
 		return fmt.Errorf("%w: %s is a view; rotate its table", ErrInvalidTable, t)
 	}
 	p.qtable = d.quote(schema) + "." + d.quote(table)
+	p.schemaName, p.tableName = schema, table
 
 	rows, err := db.QueryContext(ctx, `SELECT name, type, "notnull", pk FROM pragma_table_info(?, ?)`, table, schema)
 	if err != nil {

@@ -286,7 +286,7 @@ func TestSQLTextSQLite(t *testing.T) {
 	b.rowOut[0], b.rowOut[1], b.rowOut[2] = nil, []byte("v2:C"), nil
 	b.addOut(1)
 	u, uargs := sqliteUpdate(p, b)
-	wantU := `UPDATE "main"."t" AS colcrypt_t SET "a" = COALESCE(colcrypt_v.column2, colcrypt_t."a"), "b" = COALESCE(colcrypt_v.column3, colcrypt_t."b"), ` +
+	wantU := `UPDATE OR ABORT "main"."t" AS colcrypt_t SET "a" = COALESCE(colcrypt_v.column2, colcrypt_t."a"), "b" = COALESCE(colcrypt_v.column3, colcrypt_t."b"), ` +
 		`"a_bidx" = CASE WHEN colcrypt_t."a" IS NULL THEN NULL ELSE COALESCE(colcrypt_v.column4, colcrypt_t."a_bidx") END ` +
 		`FROM (VALUES (?, ?, ?, ?), (?, ?, ?, ?)) AS colcrypt_v WHERE colcrypt_t."id" = colcrypt_v.column1`
 	// New values keep the storage class of the value they replace: the

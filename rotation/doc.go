@@ -50,16 +50,30 @@
 //   - A value that does not decrypt is never written, nor is anything else
 //     in its row; nor is a row whose new value (ciphertext or blind-index
 //     value) would not fit its column's declared length (ErrValueTooLong),
-//     so that no value is ever cut short. The row is reported (primary key
-//     and reason, never the value), later passes leave it alone, and Rotate
+//     so that no value is ever cut short; nor a row whose new blind-index
+//     value another row already holds in a unique index (ErrDuplicate: the
+//     same normalised plaintext). The row is reported (primary key and
+//     reason, never the value), later passes leave it alone, and Rotate
 //     ends with an error wrapping ErrFailures. One exception: in a column
 //     being converted (Options.EncryptPlaintext), a value that looks like
 //     a ciphertext of the active version is only found not to decrypt
 //     after the passes, which may have rewritten the row's other columns;
 //     that value itself is never written.
+//   - A duplicate is found by the write: the batch's UPDATE fails with
+//     the database's unique violation, and its transaction is rolled
+//     back. The batch is then made again in a transaction of its own,
+//     with the same guarantees: its rows are locked and read again (those
+//     that the application now holds locked are left to a later pass),
+//     re-encrypted from what was read, and written one statement per row,
+//     each in a savepoint; a row that breaks a unique index is rolled
+//     back to its savepoint and reported, every other row is written. On
+//     SQLite the batch UPDATE is UPDATE OR ABORT, so that a conflict
+//     clause of the table (ON CONFLICT REPLACE would delete the other
+//     row) never applies. A batch without a duplicate costs what it did.
 //   - An error of the key provider that is not about a value (it cannot
 //     be reached, say) stops Rotate with that error, the batch in
-//     progress rolled back; running Rotate again resumes.
+//     progress rolled back; running Rotate again resumes. So does any
+//     error of the database that is not a unique violation.
 //   - NULL stays NULL, and so does the blind index of NULL: an index value
 //     found beside a NULL source value (left by SQL that set the source to
 //     NULL without its index; the gormcrypt plugin writes NULL) is set to

@@ -22,8 +22,9 @@ var (
 
 	// ErrFailures is returned (wrapped) by Rotate when some rows could not
 	// be rewritten (a value that does not decrypt, a new value too long
-	// for its column, or an index value beside a NULL source in a NOT NULL
-	// index column) and were left untouched, and by Verify when some
+	// for its column, an index value beside a NULL source in a NOT NULL
+	// index column, or a new index value that another row already holds
+	// in a unique index) and were left untouched, and by Verify when some
 	// values failed: the Result or Census lists them.
 	ErrFailures = errors.New("rotation: some rows could not be rewritten")
 
@@ -50,6 +51,29 @@ var (
 	// column nullable (or give the row its source value), then run Rotate
 	// again.
 	ErrOrphanIndex = errors.New("rotation: a blind index value stands beside a NULL source value")
+
+	// ErrDuplicate is wrapped by the Failure of a row whose write would
+	// break a unique index (or UNIQUE constraint) of the table: another
+	// row already holds this index value, that is the same normalised
+	// plaintext. Resolve the duplicate (delete or change one of the two
+	// rows), then run Rotate again.
+	//
+	// It happens to a blind-index column with a UNIQUE index, which
+	// compares stored values: during an index-key rotation, a value the
+	// application wrote under the new index key and an equal one still
+	// under the old key coexist until Rotate recomputes the old one; and
+	// while encrypting plaintext (Options.EncryptPlaintext) whose index
+	// column is still NULL, the plaintext may hold variants that
+	// normalise alike ("A@x.com" and "a@x.com"), or the application may
+	// have inserted an indexed duplicate of a row not yet indexed. Of two
+	// rows that Rotate indexes in the same run, the first written keeps
+	// the value and the other fails.
+	//
+	// Nothing of the row is written, and the rest of the table is. The
+	// Failure names the row's primary key and the index column (Column
+	// is empty when the database's error does not tell which, and the
+	// error says so); it never holds the value.
+	ErrDuplicate = errors.New("rotation: another row already holds this index value")
 
 	// ErrTooManyFailures is returned (wrapped) by Rotate when as many rows
 	// failed as Options.MaxFailures allows: usually a key version is
@@ -156,18 +180,24 @@ type Failure struct {
 	// two failures may show the same PK.
 	PK string
 	// Column is the column whose value failed: the encrypted column, for
-	// ErrValueTooLong the column that the new value would not fit, and
-	// for ErrOrphanIndex the index column.
+	// ErrValueTooLong the column that the new value would not fit, for
+	// ErrOrphanIndex the index column, and for ErrDuplicate the column of
+	// the unique index that the row's new value would break (usually the
+	// blind-index column), or "" when the database does not say which.
 	Column string
 	// Err is why: it wraps encryptedtype.ErrAuth, ErrMalformed,
 	// ErrUnknownVersion or ErrNotEncrypted, or ErrIndexMismatch,
-	// ErrValueTooLong or ErrOrphanIndex. Its text never holds a plaintext,
-	// a stored value or key material.
+	// ErrValueTooLong, ErrOrphanIndex or ErrDuplicate. Its text never
+	// holds a plaintext, a stored value, a blind-index value or key
+	// material.
 	Err error
 }
 
 // String describes the failure in one line.
 func (f Failure) String() string {
+	if f.Column == "" {
+		return fmt.Sprintf("row %s: %v", f.PK, f.Err)
+	}
 	return fmt.Sprintf("row %s: column %s: %v", f.PK, quoteIdent(f.Column), f.Err)
 }
 
@@ -204,7 +234,8 @@ type Options struct {
 	// DryRun reads and decrypts what would be rewritten, and re-encrypts it
 	// in memory, but writes nothing and takes no row locks. It makes one
 	// pass: the Result counts what a real run would write and lists the
-	// rows that would fail.
+	// rows that would fail, except those whose write would break a
+	// unique index (ErrDuplicate), which only writing finds.
 	DryRun bool
 	// SinglePass stops after the first pass over the table, without
 	// waiting for rows that the application had locked (a later Rotate
@@ -279,7 +310,8 @@ type Result struct {
 	ClearedIndexValues int64
 	// Failures are the rows left untouched (a value could not be
 	// decrypted, a new value would not fit, an index value beside a NULL
-	// source could not be cleared), in the order found, one per row.
+	// source could not be cleared, another row holds the new index value
+	// in a unique index), in the order found, one per row.
 	Failures []Failure
 	// Passes is the number of passes made over the table.
 	Passes int

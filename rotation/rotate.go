@@ -50,9 +50,10 @@ import (
 //
 // A row with a value that does not decrypt (or, outside
 // Options.EncryptPlaintext, is not in the wire format), whose new value
-// would not fit its column (ErrValueTooLong), or with an index value
-// beside a NULL source in a NOT NULL index column (ErrOrphanIndex), is not
-// written at all: it is reported to Options.OnFailure and in
+// would not fit its column (ErrValueTooLong), with an index value beside a
+// NULL source in a NOT NULL index column (ErrOrphanIndex), or whose new
+// index value another row holds in a unique index (ErrDuplicate, below),
+// is not written at all: it is reported to Options.OnFailure and in
 // Result.Failures, later passes skip it, and Rotate returns an error
 // wrapping ErrFailures once the rest is done. A value does not decrypt
 // when the Cipher's error wraps encryptedtype.ErrAuth, ErrMalformed,
@@ -63,6 +64,26 @@ import (
 // running Rotate again resumes. In the columns of Options.EncryptPlaintext, the values
 // that look current are decrypted as well once the passes are over (see
 // Options.EncryptPlaintext).
+//
+// A row whose new values would break a unique index of the table (a
+// blind-index column with a UNIQUE index, where another row already holds
+// the new index value: the same normalised plaintext) is a failure too
+// (ErrDuplicate), found as the batch is written: the batch's UPDATE fails
+// with the database's unique violation (PostgreSQL 23505, also at COMMIT
+// for a deferred constraint; MySQL 1062; SQLite SQLITE_CONSTRAINT_UNIQUE),
+// its transaction is rolled back, and the batch is made again in a new
+// transaction: its rows are locked and read again (those that no longer
+// need work, or that the application now holds locked, are left to later
+// passes), decrypted and re-encrypted from what was read, and written one
+// row per statement, each in a savepoint. A row whose statement breaks a
+// unique index is rolled back to its savepoint, so that nothing of it is
+// written, and reported with its primary key and the index column (never
+// the value); every other row is written. Batches without a duplicate
+// cost what they did. On SQLite the batch UPDATE is UPDATE OR ABORT, so
+// that a conflict clause of the table's (ON CONFLICT REPLACE, which would
+// delete the other row, or IGNORE, FAIL, ROLLBACK) does not apply. Any
+// other error of the write stops Rotate, as before. A dry run writes
+// nothing and so finds no duplicate.
 //
 // Rotate keeps no state of its own: stopped at any moment (ctx cancelled,
 // process killed), every row is either untouched or fully rewritten, and
@@ -122,6 +143,10 @@ type runner struct {
 	done     int64
 	total    int64
 	pass     int
+
+	// unique caches the columns of unique indexes by name (see
+	// uniqueColumns).
+	unique map[string][]string
 }
 
 // failedRow is the key of a failed row.
@@ -650,22 +675,47 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	}
 	newFails, over := r.reportFailures(fails, b)
 
-	// Write back in one statement, and commit.
+	// Write back in one statement, and commit. When that breaks a unique
+	// index (a new blind-index value that another row holds), the batch
+	// is rolled back and written again row by row.
 	if tx != nil {
+		dup := false
 		if st.rows > 0 {
 			query, args := r.writeSQL(b)
 			res, err := tx.ExecContext(ctx, query, args...)
-			if err != nil {
+			switch {
+			case err != nil && r.isDuplicate(err):
+				dup = true
+			case err != nil:
 				return false, fmt.Errorf("rotation: writing a batch of %s: %w", r.p.table, redactDuplicate(err))
-			}
-			if got, err := res.RowsAffected(); err == nil && got != st.rows {
-				return false, fmt.Errorf("rotation: writing a batch of %s: %d rows updated, want %d", r.p.table, got, st.rows)
+			default:
+				if got, err := res.RowsAffected(); err == nil && got != st.rows {
+					return false, fmt.Errorf("rotation: writing a batch of %s: %d rows updated, want %d", r.p.table, got, st.rows)
+				}
 			}
 		}
-		err := tx.Commit()
-		tx = nil
-		if err != nil {
-			return false, fmt.Errorf("rotation: committing a batch of %s: %w", r.p.table, err)
+		if !dup {
+			err := tx.Commit()
+			// A deferred unique constraint (PostgreSQL) is checked here.
+			dup = err != nil && st.rows > 0 && r.isDuplicate(err)
+			tx = nil
+			if err != nil && !dup {
+				return false, fmt.Errorf("rotation: committing a batch of %s: %w", r.p.table, redactDuplicate(err))
+			}
+		}
+		if dup {
+			if tx != nil {
+				_ = tx.Rollback()
+				tx = nil
+			}
+			var nf int
+			var o bool
+			st, nf, o, err = r.rewriteByRow(ctx, b)
+			if err != nil {
+				return false, err
+			}
+			newFails += nf
+			over = over || o
 		}
 	}
 
@@ -682,6 +732,261 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 		return false, r.tooMany()
 	}
 	return n == r.opts.BatchSize, nil
+}
+
+// isDuplicate reports whether err, from writing a batch, is a unique
+// violation.
+func (r *runner) isDuplicate(err error) bool {
+	_, ok := r.p.sql().duplicate(r.p, err)
+	return ok
+}
+
+// rowSavepoint is the savepoint each row written by rewriteByRow is
+// written in.
+const rowSavepoint = "colcrypt_row"
+
+// rewriteByRow writes the rows of b that the batch's one statement was to
+// write, after that statement broke a unique index and its transaction
+// was rolled back: a new blind-index value equal to one that another row
+// holds (the same normalised plaintext). It makes the batch's guarantees
+// again in a transaction of its own: it takes those rows again under
+// lock, with the batch's SELECT … FOR UPDATE SKIP LOCKED (on SQLite,
+// under the database's write lock), leaving out any that no longer need
+// work or that the application now holds locked (a later pass takes
+// them); decrypts and re-encrypts what it read (see transform); and
+// writes each row with a statement of its own, in a savepoint. A row
+// whose statement breaks a unique index is rolled back to the savepoint,
+// and is a failure (ErrDuplicate): nothing of it is written. Any other
+// error stops the job as the batch's write would. It returns what it
+// wrote, how many failures it recorded, and whether MaxFailures has been
+// reached. b is read again.
+func (r *runner) rewriteByRow(ctx context.Context, b *batch) (st stats, newFails int, over bool, err error) {
+	p := r.p
+	d := p.sql()
+	keys := make([]any, len(b.outRows))
+	for n, i := range b.outRows {
+		keys[n] = b.key(i)
+	}
+	tx, err := d.begin(ctx, r.j.db)
+	if err != nil {
+		return stats{}, 0, false, fmt.Errorf("rotation: starting a transaction: %w", err)
+	}
+	defer func() {
+		if tx != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if q := d.immediate(); q != "" {
+		// Deferred unique constraints are checked by each row's
+		// statement, not at COMMIT.
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return stats{}, 0, false, fmt.Errorf("rotation: writing a batch of %s row by row: %w", p.table, err)
+		}
+	}
+	query, args := r.relockSQL(keys)
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err == nil {
+		err = b.read(rows)
+	}
+	if err != nil {
+		return stats{}, 0, false, fmt.Errorf("rotation: reading a batch of %s again: %w", p.table, err)
+	}
+	_, fails, err := r.transform(ctx, b)
+	if err != nil {
+		return stats{}, 0, false, err
+	}
+	newFails, over = r.reportFailures(fails, b)
+	var dups []rowFailure
+	for n := range b.outRows {
+		f, err := r.writeRow(ctx, tx, b, n)
+		if err != nil {
+			return stats{}, newFails, over, err
+		}
+		if f != nil {
+			dups = append(dups, rowFailure{row: b.outRows[n], f: *f})
+			continue
+		}
+		st.add(b.outStats[n])
+	}
+	err = tx.Commit()
+	tx = nil
+	if err != nil {
+		return stats{}, newFails, over, fmt.Errorf("rotation: committing a batch of %s: %w", p.table, redactDuplicate(err))
+	}
+	nd, o := r.reportFailures(dups, b)
+	return st, newFails + nd, over || o, nil
+}
+
+// relockSQL returns the query that takes again, under lock, the rows with
+// the given keys (batch.key) that still need work, with its arguments.
+func (r *runner) relockSQL(keys []any) (string, []any) {
+	p := r.p
+	d := p.sql()
+	var b strings.Builder
+	var args []any
+	fmt.Fprintf(&b, "SELECT %s FROM %s WHERE %s AND ", p.selectList(), p.qtable, p.pendingSQL(r.pre))
+	if p.pkKind == keyPgText {
+		var a arrayLit
+		a.reset()
+		for _, k := range keys {
+			a.add(k.(string))
+		}
+		args = append(args, a.String())
+		fmt.Fprintf(&b, "%s = ANY (%s)", p.qpk, p.pkCast(1, true))
+	} else {
+		fmt.Fprintf(&b, "%s IN (", p.qpk)
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			args = append(args, k)
+			b.WriteString(d.keyParam(p, len(args)))
+		}
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, " ORDER BY %s%s", p.orderBy(), d.lockClause())
+	return b.String(), args
+}
+
+// writeRow writes output row n of b by itself, in the savepoint
+// rowSavepoint of tx. When its statement breaks a unique index, the row is
+// rolled back to the savepoint and its failure returned.
+func (r *runner) writeRow(ctx context.Context, tx batchTx, b *batch, n int) (*Failure, error) {
+	p := r.p
+	fail := func(err error) (*Failure, error) {
+		return nil, fmt.Errorf("rotation: writing a row of %s: %w", p.table, redactDuplicate(err))
+	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+rowSavepoint); err != nil {
+		return fail(err)
+	}
+	query, args := r.writeSQL(b.outRow(n))
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err == nil {
+		if got, err := res.RowsAffected(); err == nil && got != 1 {
+			return nil, fmt.Errorf("rotation: writing a row of %s: %d rows updated, want 1", p.table, got)
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+rowSavepoint); err != nil {
+			return fail(err)
+		}
+		return nil, nil
+	}
+	dup, ok := p.sql().duplicate(p, err)
+	if !ok {
+		return fail(err)
+	}
+	if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+rowSavepoint); err != nil {
+		return fail(err)
+	}
+	f, err := r.duplicateFailure(ctx, tx, b, n, dup)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+rowSavepoint); err != nil {
+		return fail(err)
+	}
+	return &f, nil
+}
+
+// duplicateFailure returns the failure of output row n of b, whose write
+// broke a unique index. Its column is the one column of the index that
+// the row's write changes: the index's columns are taken from the
+// database's error (SQLite) or from the catalog, by the name the error
+// gives (PostgreSQL, MySQL). When they cannot be known, or more than one
+// is changed, Column is empty and the error says why. It runs in the
+// row's savepoint, to which it rolls back when a catalog query fails.
+func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n int, dup dupError) (Failure, error) {
+	p := r.p
+	cols := dup.columns
+	if cols == nil && dup.index != "" {
+		var err error
+		if cols, err = r.uniqueColumns(ctx, tx, dup.index); err != nil {
+			return Failure{}, err
+		}
+	}
+	inIndex := map[string]bool{}
+	for _, c := range cols {
+		inIndex[p.quote(c)] = true
+	}
+	// The columns of the index that the row's write changes: a new value,
+	// or an index value cleared beside a NULL source.
+	i, w, nc := b.outRows[n], p.width(), len(p.cols)
+	var hit []string
+	for k := range w {
+		changed := b.outVals[n*w+k] != nil
+		if !changed && k >= nc {
+			ix := p.idx[k-nc]
+			_, srcNull := b.value(i, ix.src)
+			_, ixNull := b.value(i, k)
+			changed = srcNull && !ixNull && p.clearable(k-nc)
+		}
+		if changed && inIndex[p.colRef(k).q] {
+			if k < nc {
+				hit = append(hit, p.cols[k].name)
+			} else {
+				hit = append(hit, p.idx[k-nc].name)
+			}
+		}
+	}
+	var what string
+	switch {
+	case dup.index != "":
+		what = "unique index " + p.quote(dup.index)
+	case len(cols) > 0:
+		what = "a unique index on " + quoteAll(p, cols)
+	default:
+		what = "a unique index"
+	}
+	const fix = "resolve the duplicate (change or delete one of the two rows), then run the rotation again; nothing of the row is written"
+	f := Failure{PK: b.pks[i]}
+	switch {
+	case len(hit) == 1:
+		f.Column = hit[0]
+		f.Err = fmt.Errorf("%w (%s): the same normalised plaintext; %s", ErrDuplicate, what, fix)
+	case len(hit) > 1:
+		f.Err = fmt.Errorf("%w (%s, of which the row's write changes %s): %s", ErrDuplicate, what, quoteAll(p, hit), fix)
+	default:
+		f.Err = fmt.Errorf("%w (%s; the column cannot be known from the database's error): %s", ErrDuplicate, what, fix)
+	}
+	return f, nil
+}
+
+// quoteAll quotes names in the plan's dialect, separated by commas.
+func quoteAll(p *plan, names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = p.quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// uniqueColumns returns the columns of the table's unique index named
+// name, from the catalog through tx, once per Rotate. When the catalog
+// cannot be read they are unknown (nil), and the transaction is rolled
+// back to the row's savepoint, which PostgreSQL needs after an error.
+func (r *runner) uniqueColumns(ctx context.Context, tx batchTx, name string) ([]string, error) {
+	r.mu.Lock()
+	cols, ok := r.unique[name]
+	r.mu.Unlock()
+	if ok {
+		return cols, nil
+	}
+	cols, err := r.p.sql().uniqueColumns(ctx, tx, r.p, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+rowSavepoint); err != nil {
+			return nil, err
+		}
+		cols = nil
+	}
+	r.mu.Lock()
+	if r.unique == nil {
+		r.unique = map[string][]string{}
+	}
+	r.unique[name] = cols
+	r.mu.Unlock()
+	return cols, nil
 }
 
 // tooMany is the error that stops Rotate when MaxFailures rows failed.
@@ -805,6 +1110,15 @@ type stats struct {
 	rows, values, plaintext, index, cleared int64
 }
 
+// add adds o to s.
+func (s *stats) add(o stats) {
+	s.rows += o.rows
+	s.values += o.values
+	s.plaintext += o.plaintext
+	s.index += o.index
+	s.cleared += o.cleared
+}
+
 // transform decrypts and re-encrypts the values of a batch that need it,
 // filling the batch's output arrays. Rows with a value that fails (see
 // valueError), or with a new value that would not fit its column, are left
@@ -921,11 +1235,9 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, 
 			continue // nothing to do (the SELECT only returns rows with work)
 		}
 		b.addOut(i)
-		st.rows++
-		st.values += values
-		st.plaintext += plain
-		st.index += index
-		st.cleared += cleared
+		row := stats{rows: 1, values: values, plaintext: plain, index: index, cleared: cleared}
+		b.outStats = append(b.outStats, row)
+		st.add(row)
 	}
 	return st, fails, nil
 }

@@ -160,6 +160,11 @@ type plan struct {
 	pkCharset, pkCollation string
 	cols                   []colPlan
 	idx                    []idxPlan // every index, in the order of the row layout
+
+	// schemaName and tableName are the table's schema (MySQL: database;
+	// SQLite: attached database) and name as the catalog spells them,
+	// unquoted; set on MySQL and SQLite.
+	schemaName, tableName string
 }
 
 // colPlan is one encrypted column of a plan.

@@ -475,8 +475,18 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		// A value that starts like one of the active version but does not
 		// decrypt is found after the passes, which may have encrypted the
 		// other values of its row: only the values listed are untouched.
-		fmt.Fprintf(stdout, "%d rows could not be fully encrypted; the values listed were left as they are and need fixing by hand "+
-			"(plaintext that starts like the wire format, v<N>:, or a damaged value, say):\n", len(res.Failures))
+		switch dups := duplicates(res.Failures); {
+		case dups == 0:
+			fmt.Fprintf(stdout, "%d rows could not be fully encrypted; the values listed were left as they are and need fixing by hand "+
+				"(plaintext that starts like the wire format, v<N>:, or a damaged value, say):\n", len(res.Failures))
+		case dups == len(res.Failures):
+			fmt.Fprintf(stdout, "%d rows could not be fully encrypted, and were left as they are: another row already holds the same blind index value "+
+				"(the same normalised plaintext) in a unique index; resolve each duplicate (change or delete one of the two rows), then run encrypt-existing again:\n", len(res.Failures))
+		default:
+			fmt.Fprintf(stdout, "%d rows could not be fully encrypted; the values listed were left as they are and need fixing by hand "+
+				"(plaintext that starts like the wire format, v<N>:, or a damaged value, say), and the %d rows whose blind index value another row already holds "+
+				"in a unique index were left whole: resolve each duplicate (change or delete one of the two rows), then run encrypt-existing again:\n", len(res.Failures), dups)
+		}
 		for _, f := range res.Failures {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}
@@ -495,6 +505,18 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		return fmt.Errorf("%w; nothing was written (`colcrypt status` with the same flags checks them too)", err)
 	}
 	return err
+}
+
+// duplicates counts the failures of rows whose new blind index value
+// another row already holds (rotation.ErrDuplicate).
+func duplicates(fs []rotation.Failure) int {
+	n := 0
+	for _, f := range fs {
+		if errors.Is(f.Err, rotation.ErrDuplicate) {
+			n++
+		}
+	}
+	return n
 }
 
 // errInterruptedRotation is the error of an interrupted rotate or
