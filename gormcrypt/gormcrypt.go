@@ -55,8 +55,9 @@
 // fails with ErrUnsupportedValue.
 //
 // In a map (Updates, Update, Create) or an upsert assignment, the value for
-// an encrypted source must be an encryptedtype value or nil: a plain string
-// or []byte would be stored unencrypted, and is ErrUnsupportedValue.
+// an encrypted source must be an encryptedtype value, a rotation Migrating
+// value or nil: a plain string or []byte would be stored unencrypted, and is
+// ErrUnsupportedValue.
 //
 // This package imports GORM; package blindindex does not, and is what
 // database/sql and sqlc code uses directly.
@@ -421,7 +422,7 @@ func (b binding) checkLiteral(v any) error {
 	}
 	switch v.(type) {
 	case string, *string, []byte, *[]byte:
-		return fmt.Errorf("%w: a %T for %s, an encrypted field, would be stored unencrypted; wrap it with encryptedtype.NewString or NewBytes", ErrUnsupportedValue, v, b.source.Name)
+		return fmt.Errorf("%w: a %T for %s, an encrypted field, would be stored unencrypted; wrap it with encryptedtype.NewString or NewBytes (or rotation.NewMigratingString or NewMigratingBytes)", ErrUnsupportedValue, v, b.source.Name)
 	}
 	return nil
 }

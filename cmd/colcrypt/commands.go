@@ -472,21 +472,20 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return codedError{exitInterrupted, errInterruptedRotation}
 	case errors.Is(err, rotation.ErrFailures) && name == "encrypt-existing":
-		// A value that starts like one of the active version but does not
-		// decrypt is found after the passes, which may have encrypted the
-		// other values of its row: only the values listed are untouched.
-		switch dups := duplicates(res.Failures); {
-		case dups == 0:
-			fmt.Fprintf(stdout, "%d rows could not be fully encrypted; the values listed were left as they are and need fixing by hand "+
-				"(plaintext that starts like the wire format, v<N>:, or a damaged value, say):\n", len(res.Failures))
-		case dups == len(res.Failures):
-			fmt.Fprintf(stdout, "%d rows could not be fully encrypted, and were left as they are: another row already holds the same blind index value "+
-				"(the same normalised plaintext) in a unique index; resolve each duplicate (change or delete one of the two rows), then run encrypt-existing again:\n", len(res.Failures))
-		default:
-			fmt.Fprintf(stdout, "%d rows could not be fully encrypted; the values listed were left as they are and need fixing by hand "+
-				"(plaintext that starts like the wire format, v<N>:, or a damaged value, say), and the %d rows whose blind index value another row already holds "+
-				"in a unique index were left whole: resolve each duplicate (change or delete one of the two rows), then run encrypt-existing again:\n", len(res.Failures), dups)
+		// Two kinds of failure: a row that failed in a pass (a value that
+		// does not decrypt, a duplicate blind index value, a value too
+		// long) is left whole, its other columns too, which may still hold
+		// plaintext; a value that fails the check after the passes (it
+		// starts like the active version but does not decrypt) is left as
+		// it is, while the rest of its row was encrypted.
+		fmt.Fprintf(stdout, "%d rows could not be fully encrypted. A row that failed while being rewritten was left whole, "+
+			"its other columns too (they may still hold plaintext); a value that failed the check after the passes "+
+			"(plaintext that starts like the wire format, v<N>:, or a damaged value) was left as it is. ", len(res.Failures))
+		if duplicates(res.Failures) > 0 {
+			fmt.Fprint(stdout, "Where another row already holds the same blind index value (the same normalised plaintext) "+
+				"in a unique index, resolve each duplicate: change or delete one of the two rows. ")
 		}
+		fmt.Fprint(stdout, "Fix them by hand, then run encrypt-existing again; `colcrypt verify` lists every value still not encrypted:\n")
 		for _, f := range res.Failures {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}

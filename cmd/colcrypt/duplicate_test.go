@@ -37,8 +37,7 @@ func TestEncryptExistingDuplicates(t *testing.T) {
 		"--table", "users", "--column", "email", "--blind-index", "email_bidx=email,normalize=trimspace+nfkc+fold"}
 	code, stdout, stderr := runCLI(t, args...)
 	if code != exitFailures || !strings.Contains(stdout, "2 rows could not be fully encrypted") ||
-		!strings.Contains(stdout, "another row already holds") || !strings.Contains(stdout, "resolve each duplicate") ||
-		strings.Contains(stdout, "v<N>:") {
+		!strings.Contains(stdout, "another row already holds") || !strings.Contains(stdout, "resolve each duplicate") {
 		t.Fatalf("encrypt-existing: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	for _, id := range []int{4, 17} {

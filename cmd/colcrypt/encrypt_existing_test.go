@@ -236,8 +236,11 @@ func TestEncryptExistingReportsLookAlikes(t *testing.T) {
 
 		code, stdout, stderr := runCLI(t, append([]string{"encrypt-existing", "--progress", "none", "--batch-size", "7"}, table...)...)
 		bad := []int{3, 4, 5, 6}
+		// Row 6 fails in a pass and keeps its plaintext note, which is not
+		// listed: the header must say that such a row is left whole.
 		if code != exitFailures || !strings.Contains(stdout, fmt.Sprintf("%d rows could not be fully encrypted", len(bad))) ||
-			strings.Contains(stdout, "now under key version") {
+			!strings.Contains(stdout, "left whole, its other columns too (they may still hold plaintext)") ||
+			strings.Contains(stdout, "resolve each duplicate") || strings.Contains(stdout, "now under key version") {
 			t.Fatalf("encrypt-existing: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
 		for _, id := range bad {
