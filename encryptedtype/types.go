@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
-
-	"github.com/colcrypt/colcrypt/internal/redact"
 )
 
 // ErrNull is returned when SQL NULL is scanned into a String, Bytes or JSON
@@ -21,7 +19,7 @@ import (
 var ErrNull = errors.New("colcrypt: cannot scan NULL into a non-pointer column type (use a pointer, such as *encryptedtype.String, for a nullable column)")
 
 // redacted is what fmt and slog show instead of a column value's plaintext.
-const redacted = redact.Marker
+const redacted = "[REDACTED]"
 
 // String is a string column stored encrypted. Value encrypts it with the
 // default provider (see SetDefault); Scan decrypts it. The database holds
@@ -36,13 +34,13 @@ const redacted = redact.Marker
 // fmt's printing of an unexported field, which cannot call methods, shows
 // only an address and a length. Compare Strings by their Plaintext, not
 // with ==.
-type String struct{ v redact.Hidden }
+type String struct{ v hidden }
 
 // NewString returns a String holding s.
-func NewString(s string) String { return String{redact.Hide(s)} }
+func NewString(s string) String { return String{hide(s)} }
 
 // Plaintext returns the decrypted string.
-func (s String) Plaintext() string { return s.v.Get() }
+func (s String) Plaintext() string { return s.v.get() }
 
 // Value implements driver.Valuer: it returns s encrypted under the default
 // provider's active key, in the wire format.
@@ -62,7 +60,7 @@ func (s *String) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	s.v = redact.Hide(ownedString(pt))
+	s.v = hide(ownedString(pt))
 	return nil
 }
 
@@ -71,7 +69,7 @@ func (String) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
 // MarshalJSON writes "[REDACTED]": see "Printing" in the package
 // documentation.
-func (String) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
+func (String) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
 
 // UnmarshalJSON decodes a JSON string into s, so that a request body can
 // set the value. JSON null leaves s unchanged. It refuses the string
@@ -79,10 +77,10 @@ func (String) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
 // response sent back cannot overwrite the real value.
 func (s *String) UnmarshalJSON(b []byte) error {
 	var v *string
-	if err := redact.Unmarshal(b, &v); err != nil || v == nil {
+	if err := unmarshalJSON(b, &v); err != nil || v == nil {
 		return err
 	}
-	s.v = redact.Hide(*v)
+	s.v = hide(*v)
 	return nil
 }
 
@@ -97,18 +95,18 @@ func (String) GormDataType() string { return "text" }
 //
 // fmt, slog and encoding/json show a Bytes as [REDACTED]; call Plaintext
 // to get the value. A Bytes is immutable: NewBytes and Plaintext copy.
-type Bytes struct{ v redact.Hidden }
+type Bytes struct{ v hidden }
 
 // NewBytes returns a Bytes holding a copy of b.
-func NewBytes(b []byte) Bytes { return Bytes{redact.HideSet(string(b))} }
+func NewBytes(b []byte) Bytes { return Bytes{hideSet(string(b))} }
 
 // Plaintext returns a copy of the decrypted bytes; it is nil only for the
 // zero Bytes.
 func (b Bytes) Plaintext() []byte {
-	if !b.v.IsSet() {
+	if b.v.p == nil {
 		return nil
 	}
-	return []byte(b.v.Get())
+	return []byte(b.v.get())
 }
 
 // Value implements driver.Valuer: it returns b encrypted under the default
@@ -118,7 +116,7 @@ func (b Bytes) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.sealString(b.v.Get())
+	return c.sealString(b.v.get())
 }
 
 // Scan implements sql.Scanner, like String.Scan.
@@ -127,7 +125,7 @@ func (b *Bytes) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	b.v = redact.HideSet(ownedString(pt))
+	b.v = hideSet(ownedString(pt))
 	return nil
 }
 
@@ -135,13 +133,13 @@ func (b *Bytes) Scan(src any) error {
 func (Bytes) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
 // MarshalJSON writes "[REDACTED]".
-func (Bytes) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
+func (Bytes) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
 
 // UnmarshalJSON decodes a base64 JSON string into b, like []byte. JSON null
 // leaves b unchanged; the string "[REDACTED]" is refused.
 func (b *Bytes) UnmarshalJSON(data []byte) error {
 	var v *[]byte
-	if err := redact.Unmarshal(data, &v); err != nil || v == nil {
+	if err := unmarshalJSON(data, &v); err != nil || v == nil {
 		return err
 	}
 	*b = NewBytes(*v)
@@ -232,13 +230,13 @@ func (j *JSON[T]) Scan(src any) error {
 func (JSON[T]) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
 // MarshalJSON writes "[REDACTED]".
-func (JSON[T]) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
+func (JSON[T]) MarshalJSON() ([]byte, error) { return redactedJSON(), nil }
 
 // UnmarshalJSON decodes a T. JSON null leaves j unchanged; the string
 // "[REDACTED]" is refused.
 func (j *JSON[T]) UnmarshalJSON(b []byte) error {
 	var v *T
-	if err := redact.Unmarshal(b, &v); err != nil || v == nil {
+	if err := unmarshalJSON(b, &v); err != nil || v == nil {
 		return err
 	}
 	*j = NewJSON(*v)
@@ -279,7 +277,7 @@ func findRedacting(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
 	marshaler := reflect.TypeFor[json.Marshaler]()
 	if t.Implements(marshaler) || reflect.PointerTo(t).Implements(marshaler) {
 		if strings.HasPrefix(t.PkgPath(), modulePath+"/") && t.Implements(marshaler) {
-			if b, err := reflect.Zero(t).Interface().(json.Marshaler).MarshalJSON(); err == nil && bytes.Equal(b, redact.JSON()) {
+			if b, err := reflect.Zero(t).Interface().(json.Marshaler).MarshalJSON(); err == nil && bytes.Equal(b, redactedJSON()) {
 				return t
 			}
 		}
@@ -314,7 +312,70 @@ const modulePath = "github.com/colcrypt/colcrypt"
 // ErrRedacted is returned by UnmarshalJSON for the string "[REDACTED]":
 // it is what MarshalJSON writes in place of the plaintext, and decoding it
 // as a value would overwrite real data with the marker.
-var ErrRedacted = redact.ErrMarker
+var ErrRedacted = errors.New(`colcrypt: refusing to decode "[REDACTED]" as a value (it is the redaction marker that MarshalJSON writes; put Plaintext() in responses instead)`)
+
+func redactedJSON() []byte { return []byte(`"` + redacted + `"`) }
+
+// unmarshalJSON decodes b into v, refusing the redaction marker. Errors
+// from encoding/json name types and offsets, never the input.
+func unmarshalJSON(b []byte, v any) error {
+	// Compared after decoding, so that an escaped form ("\u005bREDACTED]")
+	// is refused too.
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+		var s string
+		if json.Unmarshal(t, &s) == nil && s == redacted {
+			return ErrRedacted
+		}
+	}
+	return sanitizeJSONError(json.Unmarshal(b, v))
+}
+
+// sanitizeJSONError returns an error of encoding/json without the input it
+// may quote: a syntax error quotes a character, a type error the literal
+// (a card number into an int8), a ",string" error the whole string.
+func sanitizeJSONError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("colcrypt: invalid JSON at offset %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		where := te.Field
+		if where == "" {
+			where = "value"
+		}
+		return fmt.Errorf("colcrypt: JSON %s cannot be decoded into Go type %v", where, te.Type)
+	}
+	return errors.New("colcrypt: JSON cannot be decoded (details withheld: they may quote the data)")
+}
+
+// hidden holds a string where reflection-based printers cannot read it:
+// fmt, walking an unexported field without calling its methods, prints an
+// unsafe.Pointer as an address. Unlike a *string it costs no allocation,
+// which matters on Scan's hot path. The pointer keeps the bytes alive.
+type hidden struct {
+	p unsafe.Pointer
+	n int
+}
+
+func hide(s string) hidden { return hidden{unsafe.Pointer(unsafe.StringData(s)), len(s)} }
+
+// emptyMark is where a set but empty hidden value points, so that p != nil
+// tells a set value from the zero one.
+var emptyMark byte
+
+// hideSet is hide for a value that must read as set even when empty.
+func hideSet(s string) hidden {
+	if len(s) == 0 {
+		return hidden{unsafe.Pointer(&emptyMark), 0}
+	}
+	return hide(s)
+}
+
+func (h hidden) get() string { return unsafe.String((*byte)(h.p), h.n) }
 
 // ownedString returns b as a string without copying. b must be a buffer
 // that the caller owns and never touches again: the decrypted plaintext

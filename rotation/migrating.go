@@ -1,17 +1,13 @@
 package rotation
 
 import (
+	"bytes"
 	"database/sql/driver"
-	"encoding/base64"
 	"errors"
 	"fmt"
 
 	"github.com/colcrypt/colcrypt/encryptedtype"
-	"github.com/colcrypt/colcrypt/internal/redact"
 )
-
-// redacted is what fmt, slog and encoding/json show instead of a value.
-const redacted = redact.Marker
 
 // MigratingString is the column type for a string column while it is being
 // converted from plaintext to encrypted (Options.EncryptPlaintext): Scan
@@ -29,19 +25,22 @@ const redacted = redact.Marker
 //
 // Value encrypts with the default provider, like encryptedtype.String, so
 // every write the application makes during the migration is already
-// encrypted. fmt, slog and encoding/json show [REDACTED]; UnmarshalJSON
-// reads plaintext and refuses "[REDACTED]" (encryptedtype.ErrRedacted), as
-// encryptedtype.String does.
+// encrypted. A MigratingString holds its value in an encryptedtype.String,
+// and prints and marshals as one: fmt, slog and encoding/json show
+// [REDACTED]; UnmarshalJSON reads plaintext and refuses "[REDACTED]"
+// (encryptedtype.ErrRedacted).
 type MigratingString struct {
-	v         redact.Hidden
+	s         encryptedtype.String
 	encrypted bool
 }
 
 // NewMigratingString returns a MigratingString holding s.
-func NewMigratingString(s string) MigratingString { return MigratingString{v: redact.Hide(s)} }
+func NewMigratingString(s string) MigratingString {
+	return MigratingString{s: encryptedtype.NewString(s)}
+}
 
 // Plaintext returns the value.
-func (s MigratingString) Plaintext() string { return s.v.Get() }
+func (s MigratingString) Plaintext() string { return s.s.Plaintext() }
 
 // WasEncrypted reports whether Scan read the value in the wire format
 // (true) or as plaintext (false).
@@ -49,28 +48,33 @@ func (s MigratingString) WasEncrypted() bool { return s.encrypted }
 
 // Value implements driver.Valuer: it returns the value encrypted under the
 // default provider's active key.
-func (s MigratingString) Value() (driver.Value, error) {
-	return encryptedtype.NewString(s.Plaintext()).Value()
-}
+func (s MigratingString) Value() (driver.Value, error) { return s.s.Value() }
 
 // Scan implements sql.Scanner: it accepts the wire format or plaintext, as
 // a string or []byte.
 func (s *MigratingString) Scan(src any) error {
-	pt, enc, err := scanMigrating(src)
-	if err != nil {
+	raw, plain, err := plaintextIn(src)
+	switch {
+	case err != nil:
+		return err
+	case plain:
+		s.s, s.encrypted = encryptedtype.NewString(string(raw)), false
+		return nil
+	}
+	if err := s.s.Scan(src); err != nil {
 		return err
 	}
-	s.v, s.encrypted = redact.Hide(pt), enc
+	s.encrypted = true
 	return nil
 }
 
 // Format implements fmt.Formatter: every verb prints [REDACTED]. slog's
 // text handler prints through it, so logs show [REDACTED] too.
-func (MigratingString) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+func (s MigratingString) Format(f fmt.State, verb rune) { s.s.Format(f, verb) }
 
 // MarshalJSON writes "[REDACTED]", as encryptedtype.String does (slog's
 // JSON handler included).
-func (MigratingString) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
+func (s MigratingString) MarshalJSON() ([]byte, error) { return s.s.MarshalJSON() }
 
 // UnmarshalJSON decodes a JSON string into s, as encryptedtype.String
 // does: JSON null leaves s unchanged, and the string "[REDACTED]", which
@@ -79,11 +83,14 @@ func (MigratingString) MarshalJSON() ([]byte, error) { return redact.JSON(), nil
 // value is then one to be written (WasEncrypted reports false). Errors
 // never quote the input.
 func (s *MigratingString) UnmarshalJSON(b []byte) error {
-	v, err := unmarshalMigrating(b, "MigratingString")
-	if err != nil || v == nil {
-		return err
+	if isNull(b) {
+		return nil
 	}
-	s.v, s.encrypted = redact.Hide(*v), false
+	var v encryptedtype.String
+	if err := v.UnmarshalJSON(b); err != nil {
+		return fmt.Errorf("rotation: decoding JSON into MigratingString: %w", err)
+	}
+	s.s, s.encrypted = v, false
 	return nil
 }
 
@@ -91,25 +98,21 @@ func (s *MigratingString) UnmarshalJSON(b []byte) error {
 func (MigratingString) GormDataType() string { return "text" }
 
 // MigratingBytes is MigratingString for a binary column (BYTEA, or TEXT
-// holding bytes), the counterpart of encryptedtype.Bytes.
+// holding bytes), the counterpart of encryptedtype.Bytes, in which it
+// holds its value.
 //
 // UnmarshalJSON reads a base64 JSON string, like []byte.
 type MigratingBytes struct {
-	v         redact.Hidden // not set only for the zero MigratingBytes
+	b         encryptedtype.Bytes
 	encrypted bool
 }
 
 // NewMigratingBytes returns a MigratingBytes holding a copy of b.
-func NewMigratingBytes(b []byte) MigratingBytes { return MigratingBytes{v: redact.HideSet(string(b))} }
+func NewMigratingBytes(b []byte) MigratingBytes { return MigratingBytes{b: encryptedtype.NewBytes(b)} }
 
 // Plaintext returns a copy of the value; nil only for the zero
 // MigratingBytes.
-func (b MigratingBytes) Plaintext() []byte {
-	if !b.v.IsSet() {
-		return nil
-	}
-	return []byte(b.v.Get())
-}
+func (b MigratingBytes) Plaintext() []byte { return b.b.Plaintext() }
 
 // WasEncrypted reports whether Scan read the value in the wire format
 // (true) or as plaintext (false).
@@ -117,82 +120,69 @@ func (b MigratingBytes) WasEncrypted() bool { return b.encrypted }
 
 // Value implements driver.Valuer: it returns the value encrypted under the
 // default provider's active key.
-func (b MigratingBytes) Value() (driver.Value, error) {
-	return encryptedtype.NewString(b.v.Get()).Value()
-}
+func (b MigratingBytes) Value() (driver.Value, error) { return b.b.Value() }
 
 // Scan implements sql.Scanner, like MigratingString.Scan.
 func (b *MigratingBytes) Scan(src any) error {
-	pt, enc, err := scanMigrating(src)
-	if err != nil {
+	raw, plain, err := plaintextIn(src)
+	switch {
+	case err != nil:
+		return err
+	case plain:
+		b.b, b.encrypted = encryptedtype.NewBytes(raw), false
+		return nil
+	}
+	if err := b.b.Scan(src); err != nil {
 		return err
 	}
-	b.v, b.encrypted = redact.HideSet(pt), enc
+	b.encrypted = true
 	return nil
 }
 
 // Format implements fmt.Formatter: every verb prints [REDACTED], in logs
 // from slog's text handler too.
-func (MigratingBytes) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+func (b MigratingBytes) Format(f fmt.State, verb rune) { b.b.Format(f, verb) }
 
 // MarshalJSON writes "[REDACTED]".
-func (MigratingBytes) MarshalJSON() ([]byte, error) { return redact.JSON(), nil }
+func (b MigratingBytes) MarshalJSON() ([]byte, error) { return b.b.MarshalJSON() }
 
 // UnmarshalJSON decodes a base64 JSON string into b, like []byte and
 // encryptedtype.Bytes. JSON null leaves b unchanged; the string
 // "[REDACTED]" is refused with encryptedtype.ErrRedacted. Errors never
 // quote the input.
 func (b *MigratingBytes) UnmarshalJSON(data []byte) error {
-	v, err := unmarshalMigrating(data, "MigratingBytes")
-	if err != nil || v == nil {
-		return err
+	if isNull(data) {
+		return nil
 	}
-	// encoding/json decodes a []byte with StdEncoding, ignoring \r and \n.
-	pt, err := base64.StdEncoding.DecodeString(*v)
-	if err != nil {
-		// A CorruptInputError is an offset; say no more than that.
-		return errors.New("rotation: cannot decode JSON into MigratingBytes: invalid base64")
+	var v encryptedtype.Bytes
+	if err := v.UnmarshalJSON(data); err != nil {
+		return fmt.Errorf("rotation: decoding JSON into MigratingBytes: %w", err)
 	}
-	// pt is a buffer allocated here and never written again.
-	b.v, b.encrypted = redact.HideSet(redact.Owned(pt)), false
+	b.b, b.encrypted = v, false
 	return nil
 }
 
 // GormDataType tells GORM's AutoMigrate to create a text column.
 func (MigratingBytes) GormDataType() string { return "text" }
 
-// scanMigrating reads a column being converted: the plaintext of a
-// wire-format value (decrypted by encryptedtype.String), or the value
-// itself when it is not in the wire format at all.
-func scanMigrating(src any) (string, bool, error) {
-	var raw []byte
+// plaintextIn returns what a driver hands to Scan, and whether it is
+// plaintext: not in the wire format at all. A value that is in the wire
+// format, or starts like it, is for encryptedtype's Scan to decrypt or
+// refuse.
+func plaintextIn(src any) (raw []byte, plain bool, err error) {
 	switch v := src.(type) {
 	case nil:
-		return "", false, encryptedtype.ErrNull
+		return nil, false, encryptedtype.ErrNull
 	case string:
 		raw = []byte(v)
 	case []byte:
 		raw = v
 	default:
-		return "", false, fmt.Errorf("%w: cannot scan a %T (want string or []byte)", encryptedtype.ErrMalformed, src)
+		return nil, false, fmt.Errorf("%w: cannot scan a %T (want string or []byte)", encryptedtype.ErrMalformed, src)
 	}
-	if _, err := encryptedtype.Version(raw); errors.Is(err, encryptedtype.ErrNotEncrypted) {
-		return string(raw), false, nil
-	}
-	var s encryptedtype.String
-	if err := s.Scan(src); err != nil {
-		return "", false, err
-	}
-	return s.Plaintext(), true, nil
+	_, err = encryptedtype.Version(raw)
+	return raw, errors.Is(err, encryptedtype.ErrNotEncrypted), nil
 }
 
-// unmarshalMigrating decodes a JSON string or null (nil) for the type
-// called name, refusing the redaction marker (encryptedtype.ErrRedacted).
-// Errors never quote the input.
-func unmarshalMigrating(b []byte, name string) (*string, error) {
-	var v *string
-	if err := redact.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("rotation: decoding JSON into %s: %w", name, err)
-	}
-	return v, nil
-}
+// isNull reports whether b is the JSON literal null.
+func isNull(b []byte) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }

@@ -12,6 +12,9 @@ import (
 	"github.com/colcrypt/colcrypt/encryptedtype"
 )
 
+// redacted is what the column types print and marshal in place of a value.
+const redacted = "[REDACTED]"
+
 const migratingSecret = "canary-4f1c@example.com"
 
 // TestMigratingReflectionPrinting checks that fmt, walking a struct whose
