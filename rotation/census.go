@@ -26,8 +26,8 @@ type Census struct {
 	// Pending is the number of rows that Rotate would rewrite: with a
 	// value not under ActiveVersion, an index value missing or not under
 	// its active version beside a non-NULL source value, or an index
-	// value beside a NULL source value (IndexCensus.Orphaned), which
-	// Rotate clears.
+	// value beside a NULL source value in an index column that can hold
+	// NULL, which Rotate clears (see IndexCensus.Orphaned).
 	Pending int64
 	// Columns are the encrypted columns, in the order of Table.Columns.
 	Columns []ColumnCensus
@@ -103,14 +103,22 @@ type IndexCensus struct {
 	// Missing counts NULLs beside a non-NULL source value: rows written
 	// without their index (Rotate computes it).
 	Missing int64
-	// Orphaned counts the values beside a NULL source value (also counted
-	// in Versions or Malformed). The index of NULL is NULL: the gormcrypt
-	// plugin writes NULL, but hand-written SQL that sets the source to
-	// NULL can leave the old index value behind, which Rotate clears (or,
-	// when the index column is declared NOT NULL, reports with
-	// ErrOrphanIndex). Verify does not report them as failures.
+	// Orphaned counts the index values beside a NULL source value: values
+	// that blindindex.Version parses ("b<N>:…" or "a<N>:…", under any
+	// index-key version), also counted in Versions. The index of NULL is
+	// NULL: the gormcrypt plugin writes NULL, but hand-written SQL that
+	// sets the source to NULL can leave the old index value behind. In
+	// an index column that can hold NULL, Rotate sets them to NULL, and
+	// they count in Pending; in a column declared NOT NULL they are only
+	// counted here, neither pending nor failures: Rotate leaves them as
+	// they are. A value beside a NULL source that is not an index value,
+	// such as the empty string of a NOT NULL column with an empty default
+	// (common in MySQL and sqlc schemas), is no orphan: it
+	// counts in Malformed only, and Rotate leaves it alone. Verify does
+	// not report orphans as failures.
 	Orphaned int64
-	// Malformed counts values that are not index values.
+	// Malformed counts values that are not index values (blindindex.Version
+	// does not parse them), beside a NULL source value or not.
 	Malformed int64
 	// Mismatched counts values that differ from what the Indexer computes
 	// from the decrypted source (Verify only, for an Indexer with
@@ -118,7 +126,7 @@ type IndexCensus struct {
 	Mismatched int64
 	// Pending counts the values Rotate would compute (missing, or not
 	// under the active version, beside a non-NULL source value) or clear
-	// (Orphaned).
+	// (Orphaned, in a column that can hold NULL).
 	Pending int64
 }
 
@@ -318,19 +326,25 @@ func (j *Job) scan(ctx context.Context, verify bool, opts VerifyOptions) (*Censu
 						}
 						continue
 					}
+					v, verr := blindindex.Version(string(iv))
 					switch {
-					case null:
-						// The index of NULL is NULL: Rotate clears it,
-						// whatever its version.
+					case null && verr == nil:
+						// The index of NULL is NULL: Rotate clears an
+						// index value beside it, whatever its version,
+						// where the column can hold NULL (see
+						// isIndexValue, plan.orphan).
 						ic.Orphaned++
-						ic.Pending++
-						pending = true
+						if p.clearable(k) {
+							ic.Pending++
+							pending = true
+						}
+					case null:
+						// Not an index value (such as the empty string): left alone.
 					case !bytes.HasPrefix(iv, []byte(pre.index[k])):
 						ic.Pending++
 						pending = true
 					}
-					v, err := blindindex.Version(string(iv))
-					if err != nil {
+					if verr != nil {
 						ic.Malformed++
 						continue
 					}

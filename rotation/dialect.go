@@ -125,6 +125,10 @@ type sqlDialect interface {
 	prefixMismatch(c colRef, prefix string) string
 	// prefixExpr is the first n bytes (or characters) of column c.
 	prefixExpr(c colRef, n int) string
+	// indexValue is an SQL expression that is true when the value of
+	// non-NULL column c is a blind-index value, exactly as isIndexValue
+	// decides it.
+	indexValue(c colRef) string
 	// lockClause is appended to the SELECT that takes a batch.
 	lockClause() string
 	// begin starts the transaction of a batch.
@@ -140,6 +144,10 @@ type sqlDialect interface {
 	// already holds a value that a unique index or UNIQUE constraint
 	// allows once), and what the error says of it, never a value.
 	duplicate(p *plan, err error) (dupError, bool)
+	// check reports whether err is a CHECK constraint violation, and the
+	// constraint's name (or, on SQLite, what the error names) when the
+	// error gives it. It never returns a value.
+	check(err error) (string, bool)
 	// uniqueColumns returns the columns of the table's unique index (or
 	// UNIQUE constraint) named name, as the catalog spells them, read
 	// through q; none for an index on expressions only, or of another
@@ -224,6 +232,8 @@ func (postgresDialect) prefixExpr(c colRef, n int) string {
 	return fmt.Sprintf("left(%s, %d)", c.q, n)
 }
 
+func (postgresDialect) indexValue(c colRef) string { return postgresIndexValue(c) }
+
 func (postgresDialect) lockClause() string { return " FOR UPDATE SKIP LOCKED" }
 
 func (postgresDialect) begin(ctx context.Context, db *sql.DB) (batchTx, error) {
@@ -256,6 +266,26 @@ func (postgresDialect) duplicate(_ *plan, err error) (dupError, bool) {
 		}
 	}
 	return d, true
+}
+
+// check recognises SQLSTATE 23514 (check_violation), and takes the
+// constraint's name from the error as duplicate does. The error's Detail,
+// which quotes the row, is never read.
+func (postgresDialect) check(err error) (string, bool) {
+	var s interface{ SQLState() string }
+	if !errors.As(err, &s) || s.SQLState() != "23514" {
+		return "", false
+	}
+	if e, ok := s.(error); ok {
+		if v := structOf(e); v.IsValid() {
+			for _, name := range []string{"ConstraintName", "Constraint"} {
+				if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
+					return f.String(), true
+				}
+			}
+		}
+	}
+	return "", true
 }
 
 // uniqueColumns reads the columns of the table's index named name (a

@@ -26,8 +26,8 @@ import (
 // mix that MySQL can refuse). Only rows that exist and that the batch holds
 // locked are joined: no row is ever inserted, unlike INSERT … ON DUPLICATE
 // KEY UPDATE. An index column that can hold NULL is assigned CASE WHEN
-// colcrypt_t.<source> IS NULL THEN NULL ELSE colcrypt_v.cN END (see
-// plan.clearSQL).
+// colcrypt_t.<source> IS NULL AND <it holds an index value> THEN NULL
+// ELSE colcrypt_v.cN END (see plan.clearSQL, mysqlIndexValue).
 //
 // Primary keys travel as text: integers cast back with CAST(? AS SIGNED)
 // or UNSIGNED, character strings as they are (compared in the column's
@@ -86,6 +86,8 @@ func (mysqlDialect) prefixExpr(c colRef, n int) string {
 	return fmt.Sprintf("LEFT(%s, %d)", c.q, n)
 }
 
+func (mysqlDialect) indexValue(c colRef) string { return mysqlIndexValue(c) }
+
 func (mysqlDialect) lockClause() string { return " FOR UPDATE SKIP LOCKED" }
 
 func (mysqlDialect) begin(ctx context.Context, db *sql.DB) (batchTx, error) {
@@ -118,6 +120,29 @@ func (mysqlDialect) duplicate(_ *plan, err error) (dupError, bool) {
 		d.index = m[1]
 	}
 	return d, true
+}
+
+// mysqlCheckName finds the constraint's name in the text of a CHECK
+// violation: MySQL's "Check constraint 'name' is violated." (3819) or
+// MariaDB's "CONSTRAINT `name` failed for `db`.`table`" (4025). Neither
+// holds a value.
+var mysqlCheckName = regexp.MustCompile("(?:Check constraint '([^']*)' is violated|CONSTRAINT `((?:[^`]|``)*)` failed)")
+
+// check recognises ER_CHECK_CONSTRAINT_VIOLATED (3819, MySQL 8.0.16 and
+// later) and ER_CONSTRAINT_FAILED (4025, MariaDB).
+func (mysqlDialect) check(err error) (string, bool) {
+	switch n, _ := mysqlErrorNumber(err); n {
+	case 3819, 4025:
+	default:
+		return "", false
+	}
+	if m := mysqlCheckName.FindStringSubmatch(err.Error()); m != nil {
+		if m[1] != "" {
+			return m[1], true
+		}
+		return strings.ReplaceAll(m[2], "``", "`"), true
+	}
+	return "", true
 }
 
 // uniqueColumns reads the columns of the table's index named name from

@@ -33,9 +33,10 @@ import (
 // row by row (see runner.rewriteByRow).
 //
 // An index column that can hold NULL is assigned CASE WHEN
-// colcrypt_t.<source> IS NULL THEN NULL ELSE COALESCE(…) END instead (see
-// plan.clearSQL). Primary keys go back into SQL as the driver returned them
-// (an integer, a string, …), so they compare exactly as stored.
+// colcrypt_t.<source> IS NULL AND <it holds an index value> THEN NULL
+// ELSE COALESCE(…) END instead (see plan.clearSQL, sqliteIndexValue).
+// Primary keys go back into SQL as the driver returned them (an integer,
+// a string, …), so they compare exactly as stored.
 type sqliteDialect struct{}
 
 // sqliteMaxParams is SQLite's default SQLITE_MAX_VARIABLE_NUMBER since
@@ -63,6 +64,8 @@ func (sqliteDialect) prefixMismatch(c colRef, prefix string) string {
 func (sqliteDialect) prefixExpr(c colRef, n int) string {
 	return fmt.Sprintf("substr(%s, 1, %d)", c.q, n)
 }
+
+func (sqliteDialect) indexValue(c colRef) string { return sqliteIndexValue(c) }
 
 func (sqliteDialect) lockClause() string { return "" }
 
@@ -129,6 +132,32 @@ func (sqliteDialect) duplicate(p *plan, err error) (dupError, bool) {
 		d.columns = append(d.columns, c)
 	}
 	return d, true
+}
+
+// sqliteCheckRE finds what SQLite's message of a CHECK violation names:
+// the constraint's name, or its expression ("CHECK constraint failed:
+// x IS NOT NULL"). The message holds no value.
+var sqliteCheckRE = regexp.MustCompile(`CHECK constraint failed: (.*?)(?: \(\d+\))?$`)
+
+// check recognises SQLITE_CONSTRAINT_CHECK (275) or, from a connection
+// without extended result codes, SQLITE_CONSTRAINT (19) with the message
+// of a CHECK violation.
+func (sqliteDialect) check(err error) (string, bool) {
+	code, ok := sqliteErrorCode(err)
+	if !ok {
+		return "", false
+	}
+	m := sqliteCheckRE.FindStringSubmatch(err.Error())
+	switch {
+	case code == 275:
+	case code == 19 && m != nil:
+	default:
+		return "", false
+	}
+	if m == nil {
+		return "", true
+	}
+	return m[1], true
 }
 
 // uniqueColumns reads the columns of the index named name (one SQLite
@@ -406,6 +435,14 @@ func (d sqliteDialect) resolve(ctx context.Context, db *sql.DB, p *plan, plainte
 	}
 	p.qpk = d.quote(pk.name)
 	p.pkKind = keyNative
+
+	// sqliteIndexValue reads values as UTF-8 text: in a database in
+	// UTF-16, no index value beside a NULL source is cleared.
+	var encoding string
+	if err := db.QueryRowContext(ctx, "PRAGMA encoding").Scan(&encoding); err != nil {
+		return fmt.Errorf("rotation: reading the encoding of the database of %s: %w", t, err)
+	}
+	p.keepOrphans = !strings.EqualFold(encoding, "UTF-8")
 
 	find := describedColumn(t, d.quote, pk.name, lookup, func(c sqliteColumn) string { return c.name })
 	return p.addColumns(plaintext, func(name, what string) (colRef, error) {

@@ -184,7 +184,7 @@ func TestSQLTextMySQL(t *testing.T) {
 	p := mysqlPlan(keySigned)
 	want := "((`a` IS NOT NULL AND LEFT(`a`, 3) COLLATE utf8mb4_bin <> 'v2:') OR " +
 		"(`a` IS NOT NULL AND (`a_bidx` IS NULL OR LEFT(`a_bidx`, 3) COLLATE ascii_bin <> 'b3:')) OR " +
-		"(`a` IS NULL AND `a_bidx` IS NOT NULL) OR " +
+		"(`a` IS NULL AND `a_bidx` IS NOT NULL AND (CONCAT(`a_bidx`, ':') COLLATE ascii_bin REGEXP '" + mysqlPattern + "')) OR " +
 		"(`b` IS NOT NULL AND LEFT(`b`, 3) <> X'76323a'))"
 	if got := p.pendingSQL(pre); got != want {
 		t.Errorf("pendingSQL:\n got %s\nwant %s", got, want)
@@ -214,7 +214,8 @@ func TestSQLTextMySQL(t *testing.T) {
 	}
 
 	// The UPDATE writes every column of each row: the new value, or the
-	// one read (NULL stays NULL); the index is NULL where its source is.
+	// one read (NULL stays NULL); the index is NULL where its source is
+	// and it holds an index value.
 	b := newBatch(p, 10)
 	b.pks = []string{"1", "2", "3"}
 	b.vals = [][]byte{
@@ -240,7 +241,8 @@ func TestSQLTextMySQL(t *testing.T) {
 	u, uargs := mysqlUpdate(p, b)
 	wantU := "UPDATE `s`.`t` AS colcrypt_t JOIN (SELECT ? AS k, ? AS c1, ? AS c2, ? AS c3 UNION ALL SELECT ?, ?, ?, ? UNION ALL SELECT ?, ?, ?, ?) AS colcrypt_v " +
 		"ON colcrypt_t.`id` = CAST(colcrypt_v.k AS SIGNED) SET colcrypt_t.`a` = colcrypt_v.c1, colcrypt_t.`b` = colcrypt_v.c2, " +
-		"colcrypt_t.`a_bidx` = CASE WHEN colcrypt_t.`a` IS NULL THEN NULL ELSE colcrypt_v.c3 END"
+		"colcrypt_t.`a_bidx` = CASE WHEN (colcrypt_t.`a` IS NULL AND colcrypt_t.`a_bidx` IS NOT NULL AND " +
+		"(CONCAT(colcrypt_t.`a_bidx`, ':') COLLATE ascii_bin REGEXP '" + mysqlPattern + "')) THEN NULL ELSE colcrypt_v.c3 END"
 	wantArgs := []any{
 		"1", "v2:A1", []byte("v2:B1"), "b3:X",
 		"2", "v2:a2", nil, "b3:Y",
@@ -256,14 +258,23 @@ func TestSQLTextMySQL(t *testing.T) {
 	if u, _ := mysqlUpdate(p, b); !strings.HasSuffix(u, "colcrypt_t.`a_bidx` = colcrypt_v.c3") {
 		t.Errorf("mysqlUpdate with a NOT NULL index column: %s", u)
 	}
+	// A binary index column is matched as latin1.
+	p.idx[0].notNull, p.idx[0].bytea, p.idx[0].charset = false, true, ""
+	if got, want := p.orphanSQL(0, ""), "(`a` IS NULL AND `a_bidx` IS NOT NULL AND (CONCAT(CAST(`a_bidx` AS CHAR CHARACTER SET latin1), ':') COLLATE latin1_bin REGEXP '"+mysqlPattern+"'))"; got != want {
+		t.Errorf("orphanSQL of a binary column:\n got %s\nwant %s", got, want)
+	}
 }
+
+// mysqlPattern is indexValuePattern as MySQL matches it, against the
+// value with a ':' appended.
+const mysqlPattern = "^[ab]" + ivVersion + ":" + ivPayload + ":$"
 
 func TestSQLTextSQLite(t *testing.T) {
 	pre := prefixes{value: "v2:", index: []string{"b3:"}}
 	p := sqlitePlan()
 	want := `(("a" IS NOT NULL AND substr("a", 1, 3) NOT IN ('v2:', X'76323a')) OR ` +
 		`("a" IS NOT NULL AND ("a_bidx" IS NULL OR substr("a_bidx", 1, 3) NOT IN ('b3:', X'62333a'))) OR ` +
-		`("a" IS NULL AND "a_bidx" IS NOT NULL) OR ` +
+		`("a" IS NULL AND "a_bidx" IS NOT NULL AND ` + sqliteIndexValue(colRef{q: `"a_bidx"`}) + `) OR ` +
 		`("b" IS NOT NULL AND substr("b", 1, 3) NOT IN ('v2:', X'76323a')))`
 	if got := p.pendingSQL(pre); got != want {
 		t.Errorf("pendingSQL:\n got %s\nwant %s", got, want)
@@ -287,7 +298,8 @@ func TestSQLTextSQLite(t *testing.T) {
 	b.addOut(1)
 	u, uargs := sqliteUpdate(p, b)
 	wantU := `UPDATE OR ABORT "main"."t" AS colcrypt_t SET "a" = COALESCE(colcrypt_v.column2, colcrypt_t."a"), "b" = COALESCE(colcrypt_v.column3, colcrypt_t."b"), ` +
-		`"a_bidx" = CASE WHEN colcrypt_t."a" IS NULL THEN NULL ELSE COALESCE(colcrypt_v.column4, colcrypt_t."a_bidx") END ` +
+		`"a_bidx" = CASE WHEN (colcrypt_t."a" IS NULL AND colcrypt_t."a_bidx" IS NOT NULL AND ` + sqliteIndexValue(colRef{q: `colcrypt_t."a_bidx"`}) + `) ` +
+		`THEN NULL ELSE COALESCE(colcrypt_v.column4, colcrypt_t."a_bidx") END ` +
 		`FROM (VALUES (?, ?, ?, ?), (?, ?, ?, ?)) AS colcrypt_v WHERE colcrypt_t."id" = colcrypt_v.column1`
 	// New values keep the storage class of the value they replace: the
 	// blob of row 1 is a []byte, the text of row x a string.

@@ -12,7 +12,8 @@
 //  2. Run Rotate (or `colcrypt rotate`) with the same keyring. It re-saves
 //     every value that is not under the active version, recomputes every
 //     blind-index value not under the active index-key version, and sets
-//     to NULL every blind-index value beside a NULL source value.
+//     to NULL every blind-index value beside a NULL source value (in an
+//     index column that can hold NULL).
 //  3. When Census (`colcrypt status`) shows nothing left on the old version,
 //     remove it from the keyrings.
 //
@@ -52,9 +53,11 @@
 //     value) would not fit its column's declared length (ErrValueTooLong),
 //     so that no value is ever cut short; nor a row whose new blind-index
 //     value another row already holds in a unique index (ErrDuplicate: the
-//     same normalised plaintext). The row is reported (primary key and
-//     reason, never the value), later passes leave it alone, and Rotate
-//     ends with an error wrapping ErrFailures. One exception: in a column
+//     same normalised plaintext); nor a row whose index value beside a
+//     NULL source a CHECK constraint keeps from being set to NULL
+//     (ErrOrphanIndex). The row is reported (primary key and reason,
+//     never the value), later passes leave it alone, and Rotate ends with
+//     an error wrapping ErrFailures. One exception: in a column
 //     being converted (Options.EncryptPlaintext), a value that looks like
 //     a ciphertext of the active version is only found not to decrypt
 //     after the passes, which may have rewritten the row's other columns;
@@ -73,18 +76,30 @@
 //   - An error of the key provider that is not about a value (it cannot
 //     be reached, say) stops Rotate with that error, the batch in
 //     progress rolled back; running Rotate again resumes. So does any
-//     error of the database that is not a unique violation.
+//     error of the database that is not a unique violation (nor a CHECK
+//     violation by a row that clears an index value, below).
 //   - NULL stays NULL, and so does the blind index of NULL: an index value
 //     found beside a NULL source value (left by SQL that set the source to
 //     NULL without its index; the gormcrypt plugin writes NULL) is set to
-//     NULL, whatever its index-key version, or, in an index column declared
-//     NOT NULL, its row is a failure (ErrOrphanIndex). Census and Verify
-//     count such a value as work left (IndexCensus.Orphaned), so that a
-//     census is not done while one is left. The batch clears it only where
-//     the source is still NULL as it writes the row, under its lock. An
-//     index column that holds values only beside NULL sources is not
-//     cleared: Rotate refuses to start (ErrIndexMismatch), the description
-//     most likely naming the wrong source column.
+//     NULL, whatever its index-key version, in an index column that can
+//     hold NULL. An index value is one that blindindex.Version parses
+//     ("b<N>:…", "a<N>:…"); anything else beside a NULL source, such as
+//     the empty string of a column declared NOT NULL with an empty
+//     default, is left alone and is no work. In an index column declared NOT NULL, index values
+//     beside a NULL source are left alone too: Census counts them
+//     (IndexCensus.Orphaned), as neither work left nor failures. Where
+//     Rotate clears them, Census and Verify count them as work left, so
+//     that a census is not done while one is left. The batch clears one
+//     only where the source is still NULL as it writes the row, under its
+//     lock. A CHECK constraint that refuses the NULL fails the row
+//     (ErrOrphanIndex), the rest of the batch written row by row as for a
+//     duplicate. An index column that holds index values only beside NULL
+//     sources is not cleared: Rotate refuses to start (ErrIndexMismatch),
+//     the description most likely naming the wrong source column.
+//   - Rotate ends: passes that keep taking the same rows without making
+//     them current or finding them failed (three in a row) stop it with
+//     ErrIncomplete, rather than loop; rows the application holds locked
+//     are waited for as long as ctx allows.
 //   - No ORM hooks run.
 //
 // # Databases
@@ -156,7 +171,12 @@
 // also decrypts, once its passes are over, every value that starts like a
 // value of the active version, which the passes and Census take to be
 // done: a plaintext that happens to start with "v2:" (version 2 active) is
-// reported as a failure, never taken for a ciphertext. While a column is being
+// reported as a failure, never taken for a ciphertext. A value that this
+// check finds not under the active version (a plaintext written after the
+// passes by an application that still writes some) makes Rotate pass over
+// the table again, up to three checks, after which it stops with
+// ErrIncomplete: a nil error means that every value the last check read
+// was under the active version. While a column is being
 // converted, the application reads it with MigratingString (or
 // MigratingBytes), which accepts both forms and always writes ciphertext.
 //

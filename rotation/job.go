@@ -22,10 +22,11 @@ var (
 
 	// ErrFailures is returned (wrapped) by Rotate when some rows could not
 	// be rewritten (a value that does not decrypt, a new value too long
-	// for its column, an index value beside a NULL source in a NOT NULL
-	// index column, or a new index value that another row already holds
-	// in a unique index) and were left untouched, and by Verify when some
-	// values failed: the Result or Census lists them.
+	// for its column, an index value beside a NULL source that a CHECK
+	// constraint keeps from being cleared, or a new index value that
+	// another row already holds in a unique index) and were left
+	// untouched, and by Verify when some values failed: the Result or
+	// Census lists them.
 	ErrFailures = errors.New("rotation: some rows could not be rewritten")
 
 	// ErrValueTooLong is wrapped by the Failure of a row whose new value
@@ -44,12 +45,14 @@ var (
 	ErrIndexMismatch = errors.New("rotation: blind index values do not match their Indexer")
 
 	// ErrOrphanIndex is wrapped by the Failure of a row whose blind-index
-	// column holds a value beside a NULL source value, in an index column
-	// declared NOT NULL. The index of NULL is NULL, and Rotate clears such
-	// a value everywhere else (see IndexCensus.Orphaned), but this column
-	// cannot hold NULL. Nothing of the row is written: make the index
-	// column nullable (or give the row its source value), then run Rotate
-	// again.
+	// value beside a NULL source value, which Rotate sets to NULL (the
+	// index of NULL is NULL, see IndexCensus.Orphaned), could not be set
+	// to NULL: the row's write broke a CHECK constraint of the table, such
+	// as CHECK (email_bidx IS NOT NULL), which the catalog's NOT NULL does
+	// not show. Nothing of the row is written; the rest of its batch is.
+	// Declare the index column NOT NULL (Rotate leaves the index values
+	// beside a NULL source of a NOT NULL column as they are), change the
+	// constraint, or give the row its source value, then run Rotate again.
 	ErrOrphanIndex = errors.New("rotation: a blind index value stands beside a NULL source value")
 
 	// ErrDuplicate is wrapped by the Failure of a row whose write would
@@ -74,6 +77,18 @@ var (
 	// is empty when the database's error does not tell which, and the
 	// error says so); it never holds the value.
 	ErrDuplicate = errors.New("rotation: another row already holds this index value")
+
+	// ErrIncomplete is returned (wrapped) by Rotate when it stops with
+	// work left that is no failure of a row, rather than loop without
+	// end: its passes kept taking the same rows, neither making them
+	// current nor finding them failed (three passes in a row, without a
+	// failure); or, with Options.EncryptPlaintext, the checks after the
+	// passes kept finding values not under the active version, written
+	// meanwhile (three checks in a row, each followed by more passes).
+	// The error gives counts, never values. What was written is written;
+	// running Rotate again, once whatever keeps writing those rows has
+	// stopped, resumes.
+	ErrIncomplete = errors.New("rotation: stopped with rows left that it cannot finish")
 
 	// ErrTooManyFailures is returned (wrapped) by Rotate when as many rows
 	// failed as Options.MaxFailures allows: usually a key version is
@@ -181,7 +196,8 @@ type Failure struct {
 	PK string
 	// Column is the column whose value failed: the encrypted column, for
 	// ErrValueTooLong the column that the new value would not fit, for
-	// ErrOrphanIndex the index column, and for ErrDuplicate the column of
+	// ErrOrphanIndex the index column (or "" when the row clears more
+	// than one, which the error names), and for ErrDuplicate the column of
 	// the unique index that the row's new value would break (usually the
 	// blind-index column), or "" when the database does not say which.
 	Column string
@@ -255,6 +271,16 @@ type Options struct {
 	// writing nothing), and reports as failures those that do not
 	// decrypt, such as a plaintext that happens to start like a
 	// ciphertext. Census cannot tell such a value apart; Verify can.
+	//
+	// That check reads every encrypted value of the table (the first
+	// bytes of the columns not named here), and a value it finds that is
+	// not under the active version, in a row that has not failed (a
+	// plaintext that the application wrote after the passes, say), is
+	// work left: Rotate makes more passes and checks again, up to three
+	// checks, then stops with ErrIncomplete. So a nil error means that
+	// every value the last check read was under the active version (and
+	// decrypted, in these columns). A dry run and SinglePass skip this:
+	// they promise no such thing.
 	EncryptPlaintext []string
 	// MaxFailures is the number of failed rows after which Rotate stops
 	// with ErrTooManyFailures, so that a missing key is not reported once
@@ -306,12 +332,14 @@ type Result struct {
 	// active index-key version.
 	IndexValues int64
 	// ClearedIndexValues is the number of blind-index values set to NULL
-	// because their source value is NULL (see IndexCensus.Orphaned).
+	// because their source value is NULL (see IndexCensus.Orphaned): index
+	// values, in index columns that can hold NULL.
 	ClearedIndexValues int64
 	// Failures are the rows left untouched (a value could not be
 	// decrypted, a new value would not fit, an index value beside a NULL
-	// source could not be cleared, another row holds the new index value
-	// in a unique index), in the order found, one per row.
+	// source could not be cleared for a CHECK constraint, another row
+	// holds the new index value in a unique index), in the order found,
+	// one per row.
 	Failures []Failure
 	// Passes is the number of passes made over the table.
 	Passes int

@@ -9,9 +9,10 @@ import (
 // source of one of its rows was set behind the batch's back (which its
 // lock prevents; this checks the statement alone): the index value of the
 // row whose source is still NULL is cleared, the other row's source and
-// index value, as the writer left them, are not. Census counts the index
-// values beside a NULL source as orphaned and pending, before and not
-// after.
+// index value, as the writer left them, are not, and neither are values
+// beside a NULL source that are not index values ("" and "b1:x"). Census
+// counts the index values beside a NULL source as orphaned and pending,
+// before and not after, and the others as malformed only.
 func TestClearOnlyWhereSourceIsNull(t *testing.T) {
 	ctx := context.Background()
 	db := openSQLite(t)
@@ -19,7 +20,7 @@ func TestClearOnlyWhereSourceIsNull(t *testing.T) {
 	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, a_bidx TEXT, b TEXT)`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`INSERT INTO t VALUES (1, NULL, 'b1:x', NULL), (2, NULL, 'b1:y', NULL), (3, NULL, NULL, NULL)`); err != nil {
+	if _, err := db.Exec(`INSERT INTO t VALUES (1, NULL, 'b1:AAAA', NULL), (2, NULL, 'b1:QUFB', NULL), (3, NULL, NULL, NULL), (4, NULL, '', NULL), (5, NULL, 'b1:x', NULL)`); err != nil {
 		t.Fatal(err)
 	}
 	j, err := New(db, Table{Name: "t", PrimaryKey: "id", Dialect: SQLite, Columns: []Column{
@@ -32,7 +33,7 @@ func TestClearOnlyWhereSourceIsNull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ic := c.Indexes[0]; c.Pending != 2 || c.Done() || ic.Orphaned != 2 || ic.Pending != 2 || ic.Malformed != 2 || ic.Null != 1 {
+	if ic := c.Indexes[0]; c.Pending != 2 || c.Done() || ic.Orphaned != 2 || ic.Pending != 2 || ic.Malformed != 2 || ic.Null != 1 || ic.Versions[1] != 2 {
 		t.Errorf("census before: pending %d, index %+v", c.Pending, ic)
 	}
 
@@ -87,14 +88,14 @@ func TestClearOnlyWhereSourceIsNull(t *testing.T) {
 			t.Errorf("row %d: a set: %v", id, set)
 		}
 	}
-	if got[1] != "NULL" || got[2] != "b2:3" || got[3] != "NULL" {
-		t.Errorf("index values after the write: %v; want row 1 cleared, row 2 the writer's", got)
+	if got[1] != "NULL" || got[2] != "b2:3" || got[3] != "NULL" || got[4] != "" || got[5] != "b1:x" {
+		t.Errorf("index values after the write: %v; want row 1 cleared, row 2 the writer's, rows 4 and 5 (no index values) as they were", got)
 	}
 	c, err = j.Census(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ic := c.Indexes[0]; c.Pending != 0 || !c.Done() || ic.Orphaned != 0 || ic.Malformed != 1 {
+	if ic := c.Indexes[0]; c.Pending != 0 || !c.Done() || ic.Orphaned != 0 || ic.Malformed != 3 {
 		t.Errorf("census after: pending %d, index %+v", c.Pending, ic)
 	}
 }

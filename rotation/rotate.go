@@ -18,8 +18,8 @@ import (
 // Rotate re-saves every value of the table that is not under the active key
 // version, recomputes every blind-index value that is missing or not under
 // the active index-key version beside a non-NULL source value, and clears
-// (sets to NULL) every blind-index value beside a NULL source value, while
-// the application keeps running.
+// (sets to NULL) every blind-index value beside a NULL source value in an
+// index column that can hold NULL, while the application keeps running.
 //
 // It walks the primary key in order (keyset pagination, never OFFSET), in
 // batches. Each batch is one transaction: it locks the next rows that need
@@ -33,27 +33,40 @@ import (
 // holds locked are skipped and picked up by a later pass (SQLite waits for
 // the application's transactions instead); Rotate returns
 // when a count finds no value left on an old version. NULL stays NULL, and
-// ORM hooks are not fired.
+// ORM hooks are not fired. Passes that keep taking the same rows without
+// making them current or finding them failed (three in a row) stop Rotate
+// with ErrIncomplete rather than loop without end.
 //
 // The index of NULL is NULL: an index value beside a NULL source value
 // (IndexCensus.Orphaned), which hand-written SQL that sets the source to
 // NULL can leave behind, cannot be recomputed and says nothing about the
 // row but what the source held before, so Rotate sets it to NULL, whatever
-// index-key version it is under. The batch UPDATE sets it to NULL only
-// where the row's source is NULL as it writes it, under the batch's lock:
-// an application that sets the source waits for the batch, and its index
-// value is not cleared. In an index column declared NOT NULL, which cannot
-// hold NULL, the row is a failure (ErrOrphanIndex) instead. Before it
-// writes, Rotate refuses (ErrIndexMismatch) to clear the values of an
-// index column that holds values only beside NULL source values: the
-// description most likely names the wrong source (see CheckIndexes).
+// index-key version it is under. An index value is one that
+// blindindex.Version parses ("b<N>:…" or "a<N>:…", Census's test); any
+// other value beside a NULL source, such as the empty string of an index
+// column declared NOT NULL with an empty default, is no index of
+// anything, and is left alone: it is neither work nor a failure. The
+// batch UPDATE sets an index value to NULL only where the row's source is
+// NULL as it writes it, under the batch's lock: an application that sets the source waits for the
+// batch, and its index value is not cleared. An index column declared NOT
+// NULL (as the catalog says: on PostgreSQL, also through a NOT NULL
+// domain) cannot hold NULL: its index values beside a NULL source are left
+// as they are, counted by Census (IndexCensus.Orphaned) but neither
+// pending nor failures. A CHECK constraint that forbids NULL is not read
+// from the catalog: the write that clears the value breaks it, and the row
+// is a failure (ErrOrphanIndex) while the rest of its batch is written,
+// row by row as for a duplicate (below); declare such a column NOT NULL.
+// Before it writes, Rotate refuses (ErrIndexMismatch) to clear the values
+// of an index column that holds index values only beside NULL source
+// values: the description most likely names the wrong source (see
+// CheckIndexes).
 //
 // A row with a value that does not decrypt (or, outside
 // Options.EncryptPlaintext, is not in the wire format), whose new value
-// would not fit its column (ErrValueTooLong), with an index value beside a
-// NULL source in a NOT NULL index column (ErrOrphanIndex), or whose new
-// index value another row holds in a unique index (ErrDuplicate, below),
-// is not written at all: it is reported to Options.OnFailure and in
+// would not fit its column (ErrValueTooLong), whose cleared index value a
+// CHECK constraint refuses (ErrOrphanIndex), or whose new index value
+// another row holds in a unique index (ErrDuplicate, below), is not
+// written at all: it is reported to Options.OnFailure and in
 // Result.Failures, later passes skip it, and Rotate returns an error
 // wrapping ErrFailures once the rest is done. A value does not decrypt
 // when the Cipher's error wraps encryptedtype.ErrAuth, ErrMalformed,
@@ -62,8 +75,11 @@ import (
 // from an *encryptedtype.Codec whose provider failed to reload, stops
 // Rotate with that error (wrapped), the batch in progress rolled back:
 // running Rotate again resumes. In the columns of Options.EncryptPlaintext, the values
-// that look current are decrypted as well once the passes are over (see
-// Options.EncryptPlaintext).
+// that look current are decrypted as well once the passes are over, and a
+// value found then that is not under the active version (written after
+// the passes) makes Rotate pass over the table again (see
+// Options.EncryptPlaintext): a nil error means that every value the last
+// check read was under the active version.
 //
 // A row whose new values would break a unique index of the table (a
 // blind-index column with a UNIQUE index, where another row already holds
@@ -81,9 +97,14 @@ import (
 // the value); every other row is written. Batches without a duplicate
 // cost what they did. On SQLite the batch UPDATE is UPDATE OR ABORT, so
 // that a conflict clause of the table's (ON CONFLICT REPLACE, which would
-// delete the other row, or IGNORE, FAIL, ROLLBACK) does not apply. Any
-// other error of the write stops Rotate, as before. A dry run writes
-// nothing and so finds no duplicate.
+// delete the other row, or IGNORE, FAIL, ROLLBACK) does not apply. A
+// batch that clears index values beside a NULL source and breaks a CHECK
+// constraint (PostgreSQL 23514, MySQL 3819, MariaDB 4025, SQLite
+// SQLITE_CONSTRAINT_CHECK) is written again row by row the same way: a
+// row that clears one and breaks the constraint fails (ErrOrphanIndex).
+// Any other error of the write, a CHECK violation by a row that clears
+// nothing included, stops Rotate, as before. A dry run writes nothing and
+// so finds no duplicate.
 //
 // Rotate keeps no state of its own: stopped at any moment (ctx cancelled,
 // process killed), every row is either untouched or fully rewritten, and
@@ -143,6 +164,9 @@ type runner struct {
 	done     int64
 	total    int64
 	pass     int
+	// taken are the rows that the batches of the pass in progress took
+	// and did not fail (see stallGuard).
+	taken passPrint
 
 	// unique caches the columns of unique indexes by name (see
 	// uniqueColumns).
@@ -169,12 +193,76 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	r.total = pending
-	delay := 50 * time.Millisecond
-	for pass := 1; ; pass++ {
+	pass := 0
+	for check := 1; ; check++ {
+		if err := r.passes(ctx, &pass); err != nil {
+			return err
+		}
+		// Drop from the failures the rows that no longer need work (the
+		// application rewrote them meanwhile), then check what the passes
+		// left in the columns being converted.
+		if err := r.recheck(ctx); err != nil {
+			return err
+		}
+		left, err := r.checkConverted(ctx)
+		if err != nil {
+			return err
+		}
+		if left == 0 || r.opts.DryRun || r.opts.SinglePass {
+			break
+		}
+		if check >= maxFinalChecks {
+			return fmt.Errorf("%w: the check after the passes found %d values of %s not under the active key version (%s…), %d checks in a row, each after more passes: "+
+				"something keeps writing plaintext (or values under an old version) into the table; "+
+				"stop it (the application should write the columns being converted with MigratingString, MigratingBytes or the encrypted types), then run Rotate again",
+				ErrIncomplete, left, r.p.table, r.pre.value, check)
+		}
+		// Written after the last pass's count: make more passes.
 		r.mu.Lock()
-		r.pass = pass
-		r.res.Passes = pass
+		exclude := r.exclusion()
+		r.mu.Unlock()
+		n, err := r.countPending(ctx, exclude)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.total = r.done + n
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.res.Failures); n > 0 {
+		return fmt.Errorf("%w: %d rows of %s left untouched (see the failures reported)", ErrFailures, n, r.p.table)
+	}
+	return nil
+}
+
+// maxFinalChecks bounds the checks after the passes (checkConverted) that
+// find values not under the active version, each followed by more passes,
+// before Rotate gives up with ErrIncomplete.
+const maxFinalChecks = 3
+
+// stalledRepeats is the number of passes in a row, after a first, that may
+// take the same rows and record no failure before Rotate stops with
+// ErrIncomplete (see stallGuard).
+const stalledRepeats = 2
+
+// passes makes passes over the table until a count finds no row left that
+// needs work (or after one, for a dry run or Options.SinglePass); *pass
+// numbers them. Rows that the application holds locked are waited for,
+// without a bound but ctx. Passes that keep taking the same rows without
+// a failure stop it with ErrIncomplete (see stallGuard).
+func (r *runner) passes(ctx context.Context, pass *int) error {
+	delay := 50 * time.Millisecond
+	var guard stallGuard
+	for {
+		*pass++
+		r.mu.Lock()
+		r.pass = *pass
+		r.res.Passes = *pass
 		before := r.done
+		failedBefore := len(r.res.Failures)
+		r.taken = passPrint{}
 		exclude := r.exclusion()
 		r.progressLocked()
 		r.mu.Unlock()
@@ -183,7 +271,7 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 		if r.opts.DryRun || r.opts.SinglePass {
-			break
+			return nil
 		}
 		// The active versions again, in case a reloading provider moved
 		// on: values under a newer version are not left to rewrite.
@@ -195,13 +283,20 @@ func (r *runner) run(ctx context.Context) error {
 		r.pre = pre // no worker is running
 		exclude = r.exclusion()
 		progressed := r.done > before
+		newFailures := len(r.res.Failures) - failedBefore
+		taken := r.taken
 		r.mu.Unlock()
 		left, err := r.countPending(ctx, exclude)
 		if err != nil {
 			return err
 		}
 		if left == 0 {
-			break
+			return nil
+		}
+		if guard.stalled(taken, newFailures) {
+			return fmt.Errorf("%w: %d rows of %s still need work, but the last %d passes each took the same %d rows and left them needing it, with no failure to report: "+
+				"stopping rather than looping (either something writes them back as fast as they are rewritten, or this is a bug in colcrypt: please report it)",
+				ErrIncomplete, left, r.p.table, stalledRepeats+1, taken.n)
 		}
 		r.mu.Lock()
 		r.total = r.done + left
@@ -214,29 +309,63 @@ func (r *runner) run(ctx context.Context) error {
 			delay *= 2
 		}
 		if err := sleep(ctx, delay); err != nil {
-			return fmt.Errorf("rotation: stopped after %d passes: %w", pass, err)
+			return fmt.Errorf("rotation: stopped after %d passes: %w", *pass, err)
 		}
 	}
-	return r.finish(ctx)
 }
 
-// finish drops from the failures the rows that no longer need work (the
-// application rewrote them meanwhile), checks the values of the columns
-// being converted that look done (see checkConverted), and returns
-// ErrFailures if any failures are left.
-func (r *runner) finish(ctx context.Context) error {
-	if err := r.recheck(ctx); err != nil {
-		return err
+// passPrint identifies the rows a pass took (and did not fail) whatever
+// their order: their number, and the sum and the exclusive or of a hash of
+// each one's primary key. Two passes with equal prints took the same
+// rows, but for a negligible chance.
+type passPrint struct {
+	n        int64
+	sum, xor uint64
+}
+
+// add adds the row whose primary key's text form is pk (FNV-1a).
+func (pp *passPrint) add(pk string) {
+	v := uint64(14695981039346656037)
+	for i := 0; i < len(pk); i++ {
+		v ^= uint64(pk[i])
+		v *= 1099511628211
 	}
-	if err := r.checkConverted(ctx); err != nil {
-		return err
+	pp.n++
+	pp.sum += v
+	pp.xor ^= v
+}
+
+// merge adds the rows of o.
+func (pp *passPrint) merge(o passPrint) {
+	pp.n += o.n
+	pp.sum += o.sum
+	pp.xor ^= o.xor
+}
+
+// stallGuard stops a Rotate that cannot finish: one whose passes keep
+// taking the same rows, neither making them current nor finding them
+// failed. Every row a batch takes under lock is written or fails, and a
+// row written no longer needs work, so that a later pass takes only
+// other rows: rows the application wrote meanwhile, or held locked (a
+// pass skips those). A row taken again and again means that what is
+// written does not make it current, or that a writer puts it back each
+// time; looping over it would never end. Passes that take no row (every
+// row left is locked by the application) are waited on as before.
+type stallGuard struct {
+	last    passPrint
+	repeats int
+}
+
+// stalled records the rows a pass took (and did not fail) and how many
+// failures it recorded, and reports whether stalledRepeats passes in a
+// row, after a first, took the same rows, at least one, with no failure.
+func (g *stallGuard) stalled(taken passPrint, newFailures int) bool {
+	if taken.n == 0 || newFailures > 0 || taken != g.last {
+		g.last, g.repeats = taken, 0
+		return false
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if n := len(r.res.Failures); n > 0 {
-		return fmt.Errorf("%w: %d rows of %s left untouched (see the failures reported)", ErrFailures, n, r.p.table)
-	}
-	return nil
+	g.repeats++
+	return g.repeats >= stalledRepeats
 }
 
 // recheck drops from the failures the rows that no longer need work.
@@ -279,34 +408,42 @@ func (r *runner) recheck(ctx context.Context) error {
 	return nil
 }
 
-// checkConverted reads every value of the columns of
-// Options.EncryptPlaintext that starts with the active version's prefix,
-// which the passes took to be done, and decrypts it: a plaintext that
-// happens to start like a ciphertext of the active version ("v2:…") would
-// otherwise stay plaintext, reported as converted. Those that do not
-// decrypt are reported as failures (ErrFailures), and nothing is written.
-// Values with another prefix were decrypted by the passes, or are new
-// writes that a later Rotate takes. It reads in primary-key order, in
-// batches, without locks.
-func (r *runner) checkConverted(ctx context.Context) error {
+// checkConverted, when Options.EncryptPlaintext names columns, reads every
+// encrypted value of the table once the passes are over, and returns how
+// many it found that are not under the active version, in rows that are
+// not failures: values written after the last pass's count (plaintext, by
+// an application that still writes it, or under an old version), which
+// Rotate must take in more passes before it can say that every value is
+// under the active version. It also decrypts every value of the columns
+// being converted that starts with the active version's prefix, which the
+// passes took to be done: a plaintext that happens to start like a
+// ciphertext of the active version ("v2:…") would otherwise stay
+// plaintext, reported as converted. Those that do not decrypt are
+// reported as failures (ErrFailures), and nothing is written. It reads in
+// primary-key order, in batches, without locks: the whole values of the
+// columns being converted, the first bytes of the others.
+func (r *runner) checkConverted(ctx context.Context) (int64, error) {
 	p := r.p
-	var cols []int
-	for ci, c := range p.cols {
-		if c.plaintext {
-			cols = append(cols, ci)
-		}
+	converting := false
+	for _, c := range p.cols {
+		converting = converting || c.plaintext
 	}
-	if len(cols) == 0 {
-		return nil
+	if !converting {
+		return 0, nil
 	}
 	d := p.sql()
+	prefix := []byte(r.pre.value)
 	list := []string{d.pkSelect(p)}
-	for _, ci := range cols {
-		list = append(list, p.cols[ci].q)
+	for _, c := range p.cols {
+		if c.plaintext {
+			list = append(list, c.q)
+		} else {
+			list = append(list, d.prefixExpr(c.ref(), len(prefix)))
+		}
 	}
 	size := r.opts.BatchSize
-	b := newBatchWidth(p.pkKind == keyNative, len(cols), size)
-	prefix := []byte(r.pre.value)
+	b := newBatchWidth(p.pkKind == keyNative, len(p.cols), size)
+	var left int64
 	var last any
 	for first := true; ; first = false {
 		var args []any
@@ -318,7 +455,7 @@ func (r *runner) checkConverted(ctx context.Context) error {
 			err = b.read(rows)
 		}
 		if err != nil {
-			return fmt.Errorf("rotation: checking the converted values of %s: %w", p.table, err)
+			return 0, fmt.Errorf("rotation: checking the converted values of %s: %w", p.table, err)
 		}
 		n := b.rows()
 		var fails []rowFailure
@@ -329,9 +466,18 @@ func (r *runner) checkConverted(ctx context.Context) error {
 			if known {
 				continue
 			}
-			for k, ci := range cols {
-				raw, null := b.value(i, k)
-				if null || !bytes.HasPrefix(raw, prefix) {
+			var stale int64
+			failed := false
+			for ci, c := range p.cols {
+				raw, null := b.value(i, ci)
+				if null {
+					continue
+				}
+				if !bytes.HasPrefix(raw, prefix) {
+					stale++ // for more passes to take
+					continue
+				}
+				if !c.plaintext {
 					continue
 				}
 				_, err := r.j.cipher.Open(ctx, raw)
@@ -339,21 +485,25 @@ func (r *runner) checkConverted(ctx context.Context) error {
 					continue
 				}
 				if ctx.Err() != nil {
-					return fmt.Errorf("rotation: stopped: %w", ctx.Err())
+					return 0, fmt.Errorf("rotation: stopped: %w", ctx.Err())
 				}
 				if !valueError(err) {
-					return fmt.Errorf("rotation: decrypting a value of column %s: %w", p.cols[ci].q, err)
+					return 0, fmt.Errorf("rotation: decrypting a value of column %s: %w", c.q, err)
 				}
-				fails = append(fails, rowFailure{row: i, f: Failure{PK: b.pks[i], Column: p.cols[ci].name,
+				fails = append(fails, rowFailure{row: i, f: Failure{PK: b.pks[i], Column: c.name,
 					Err: fmt.Errorf("%w (a value of a column being converted starts like a value of the active key version but does not decrypt: plaintext that looks like a ciphertext, or damage; it is left as it is)", err)}})
+				failed = true
 				break
+			}
+			if !failed {
+				left += stale // a failed row is left to the failures
 			}
 		}
 		if _, over := r.reportFailures(fails, b); over {
-			return r.tooMany()
+			return 0, r.tooMany()
 		}
 		if n < size {
-			return nil
+			return left, nil
 		}
 		last = b.key(n - 1)
 	}
@@ -674,10 +824,12 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 		return false, err
 	}
 	newFails, over := r.reportFailures(fails, b)
+	taken := r.takenRows(b)
 
 	// Write back in one statement, and commit. When that breaks a unique
-	// index (a new blind-index value that another row holds), the batch
-	// is rolled back and written again row by row.
+	// index (a new blind-index value that another row holds), or a CHECK
+	// constraint while clearing index values, the batch is rolled back and
+	// written again row by row.
 	if tx != nil {
 		dup := false
 		if st.rows > 0 {
@@ -685,6 +837,12 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 			res, err := tx.ExecContext(ctx, query, args...)
 			switch {
 			case err != nil && r.isDuplicate(err):
+				dup = true
+			case err != nil && st.cleared > 0 && r.isCheck(err):
+				// Most likely a CHECK constraint that the index column
+				// holds a value: written row by row, the rows that
+				// clear one fail (ErrOrphanIndex), the others are
+				// written (see writeRow).
 				dup = true
 			case err != nil:
 				return false, fmt.Errorf("rotation: writing a batch of %s: %w", r.p.table, redactDuplicate(err))
@@ -720,6 +878,7 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	}
 
 	r.mu.Lock()
+	r.taken.merge(taken)
 	r.res.Rows += st.rows
 	r.res.Values += st.values
 	r.res.Plaintext += st.plaintext
@@ -734,10 +893,32 @@ func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, e
 	return n == r.opts.BatchSize, nil
 }
 
+// takenRows returns the print of the rows of b that are not failures,
+// taken by a batch (see stallGuard).
+func (r *runner) takenRows(b *batch) passPrint {
+	var pp passPrint
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range b.rows() {
+		if len(r.failed) > 0 && r.failed[b.id(i)] {
+			continue
+		}
+		pp.add(b.pks[i])
+	}
+	return pp
+}
+
 // isDuplicate reports whether err, from writing a batch, is a unique
 // violation.
 func (r *runner) isDuplicate(err error) bool {
 	_, ok := r.p.sql().duplicate(r.p, err)
+	return ok
+}
+
+// isCheck reports whether err, from writing a batch, is a CHECK
+// constraint violation.
+func (r *runner) isCheck(err error) bool {
+	_, ok := r.p.sql().check(err)
 	return ok
 }
 
@@ -748,16 +929,19 @@ const rowSavepoint = "colcrypt_row"
 // rewriteByRow writes the rows of b that the batch's one statement was to
 // write, after that statement broke a unique index and its transaction
 // was rolled back: a new blind-index value equal to one that another row
-// holds (the same normalised plaintext). It makes the batch's guarantees
-// again in a transaction of its own: it takes those rows again under
-// lock, with the batch's SELECT … FOR UPDATE SKIP LOCKED (on SQLite,
+// holds (the same normalised plaintext); or broke a CHECK constraint,
+// while it cleared index values beside a NULL source. It makes the
+// batch's guarantees again in a transaction of its own: it takes those
+// rows again under lock, with the batch's SELECT … FOR UPDATE SKIP LOCKED (on SQLite,
 // under the database's write lock), leaving out any that no longer need
 // work or that the application now holds locked (a later pass takes
 // them); decrypts and re-encrypts what it read (see transform); and
 // writes each row with a statement of its own, in a savepoint. A row
 // whose statement breaks a unique index is rolled back to the savepoint,
-// and is a failure (ErrDuplicate): nothing of it is written. Any other
-// error stops the job as the batch's write would. It returns what it
+// and is a failure (ErrDuplicate): nothing of it is written; so is one
+// that clears an index value and breaks a CHECK constraint
+// (ErrOrphanIndex). Any other error stops the job as the batch's write
+// would. It returns what it
 // wrote, how many failures it recorded, and whether MaxFailures has been
 // reached. b is read again.
 func (r *runner) rewriteByRow(ctx context.Context, b *batch) (st stats, newFails int, over bool, err error) {
@@ -849,8 +1033,9 @@ func (r *runner) relockSQL(keys []any) (string, []any) {
 }
 
 // writeRow writes output row n of b by itself, in the savepoint
-// rowSavepoint of tx. When its statement breaks a unique index, the row is
-// rolled back to the savepoint and its failure returned.
+// rowSavepoint of tx. When its statement breaks a unique index, or a CHECK
+// constraint while it clears an index value beside a NULL source, the row
+// is rolled back to the savepoint and its failure returned.
 func (r *runner) writeRow(ctx context.Context, tx batchTx, b *batch, n int) (*Failure, error) {
 	p := r.p
 	fail := func(err error) (*Failure, error) {
@@ -872,7 +1057,19 @@ func (r *runner) writeRow(ctx context.Context, tx batchTx, b *batch, n int) (*Fa
 	}
 	dup, ok := p.sql().duplicate(p, err)
 	if !ok {
-		return fail(err)
+		name, isCheck := p.sql().check(err)
+		cleared := r.clearedIndexes(b, n)
+		if !isCheck || len(cleared) == 0 {
+			return fail(err)
+		}
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+rowSavepoint); err != nil {
+			return fail(err)
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+rowSavepoint); err != nil {
+			return fail(err)
+		}
+		f := r.checkFailure(b, n, name, cleared)
+		return &f, nil
 	}
 	if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+rowSavepoint); err != nil {
 		return fail(err)
@@ -914,10 +1111,7 @@ func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n i
 	for k := range w {
 		changed := b.outVals[n*w+k] != nil
 		if !changed && k >= nc {
-			ix := p.idx[k-nc]
-			_, srcNull := b.value(i, ix.src)
-			_, ixNull := b.value(i, k)
-			changed = srcNull && !ixNull && p.clearable(k-nc)
+			changed = p.orphan(b, i, k-nc)
 		}
 		if changed && inIndex[p.colRef(k).q] {
 			if k < nc {
@@ -948,6 +1142,48 @@ func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n i
 		f.Err = fmt.Errorf("%w (%s; the column cannot be known from the database's error): %s", ErrDuplicate, what, fix)
 	}
 	return f, nil
+}
+
+// clearedIndexes returns the index columns (positions in plan.idx) that
+// output row n of b sets to NULL beside a NULL source (see plan.orphan).
+func (r *runner) clearedIndexes(b *batch, n int) []int {
+	var ks []int
+	for k := range r.p.idx {
+		if r.p.orphan(b, b.outRows[n], k) {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// checkFailure returns the failure of output row n of b, whose write,
+// which sets the index columns cleared to NULL beside a NULL source,
+// broke a CHECK constraint (named name, or "" when the error does not
+// say): most likely one that the index column holds a value, which the
+// catalog does not declare NOT NULL (Rotate leaves the index values of a
+// NOT NULL column alone). Column names the index column when it is one.
+func (r *runner) checkFailure(b *batch, n int, name string, cleared []int) Failure {
+	p := r.p
+	what := "a CHECK constraint"
+	switch {
+	case name != "" && p.dialect == SQLite:
+		what = fmt.Sprintf("a CHECK constraint (%s)", name) // a name, or the constraint's expression
+	case name != "":
+		what = "CHECK constraint " + p.quote(name)
+	}
+	names := make([]string, len(cleared))
+	for i, k := range cleared {
+		names[i] = p.idx[k].name
+	}
+	f := Failure{PK: b.pks[b.outRows[n]]}
+	if len(cleared) == 1 {
+		f.Column = names[0]
+	}
+	f.Err = fmt.Errorf("%w: the row's write sets %s to NULL beside a NULL source value (the index of NULL is NULL) and breaks %s, "+
+		"which most likely requires an index value there; declare the index column NOT NULL (Rotate then leaves index values beside a NULL source as they are), "+
+		"change the constraint, or give the row its source value, then run Rotate again; nothing of the row is written",
+		ErrOrphanIndex, quoteAll(p, names), what)
+	return f
 }
 
 // quoteAll quotes names in the plan's dialect, separated by commas.
@@ -1123,12 +1359,13 @@ func (s *stats) add(o stats) {
 // filling the batch's output arrays. Rows with a value that fails (see
 // valueError), or with a new value that would not fit its column, are left
 // out of the output and returned as failures. An index value beside a NULL
-// source is counted as cleared, and its row written (the batch UPDATE sets
-// it to NULL, see plan.clearSQL), or, in an index column declared NOT
-// NULL, which cannot hold the NULL index, fails its row (ErrOrphanIndex).
-// An error is returned only for what stops the job: ctx ending, no usable
-// active key, or a Cipher or Indexer error that is not about the value (a
-// key provider that cannot be reached, say).
+// source in a column that can hold NULL (plan.orphan) is counted as
+// cleared, and its row written (the batch UPDATE sets it to NULL, see
+// plan.clearSQL); any other value beside a NULL source is no work. Every
+// row that pendingSQL selects is written or fails. An error is returned
+// only for what stops the job: ctx ending, no usable active key, or a
+// Cipher or Indexer error that is not about the value (a key provider
+// that cannot be reached, say).
 func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, error) {
 	var st stats
 	var fails []rowFailure
@@ -1149,19 +1386,14 @@ func (r *runner) transform(ctx context.Context, b *batch) (stats, []rowFailure, 
 			raw, null := b.value(i, ci)
 			if null {
 				// NULL stays NULL, and the index of NULL is NULL: an
-				// index value beside it is cleared, or fails the row
-				// when its column cannot hold NULL.
+				// index value beside it is cleared where its column can
+				// hold NULL. Any other value (the empty string, say) is
+				// left alone, and so is every value of a NOT NULL index
+				// column.
 				for _, k := range c.idx {
-					if _, onull := b.value(i, nc+k); onull {
-						continue
+					if p.orphan(b, i, k) {
+						cleared++
 					}
-					if !p.clearable(k) {
-						fail = &Failure{PK: b.pks[i], Column: p.idx[k].name, Err: fmt.Errorf(
-							"%w: column %s is declared NOT NULL, so it cannot hold the index of a NULL %s; nothing of the row is written",
-							ErrOrphanIndex, p.idx[k].q, c.q)}
-						break cols
-					}
-					cleared++
 				}
 				continue
 			}
@@ -1297,9 +1529,10 @@ func (r *runner) open(ctx context.Context, c colPlan, raw []byte) (pt []byte, pl
 // It also returns an error wrapping ErrIndexMismatch for a blind index
 // whose column Rotate would clear where the source is NULL (a column that
 // can hold NULL) when no row holds both a source value and an index value
-// but some row holds an index value beside a NULL source: the description
-// most likely names the wrong source column, and Rotate, which sets the
-// index of a NULL source to NULL, would clear every index value.
+// but some row holds an index value (see IndexCensus.Orphaned) beside a
+// NULL source: the description most likely names the wrong source
+// column, and Rotate, which sets the index of a NULL source to NULL,
+// would clear every index value.
 //
 // It returns nil when every value checked matches, and also when nothing
 // could be checked: no blind index, no row with both values set (and no
@@ -1416,7 +1649,7 @@ func (r *runner) checkIndex(ctx context.Context, k int) (paired bool, err error)
 func (r *runner) checkOrphans(ctx context.Context, k int) error {
 	ix := r.p.idx[k]
 	src := r.p.cols[ix.src]
-	orphans, err := r.exists(ctx, fmt.Sprintf("%s IS NULL AND %s IS NOT NULL", src.q, ix.q))
+	orphans, err := r.exists(ctx, r.p.orphanSQL(k, ""))
 	if err != nil {
 		return err
 	}

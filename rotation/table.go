@@ -165,6 +165,11 @@ type plan struct {
 	// SQLite: attached database) and name as the catalog spells them,
 	// unquoted; set on MySQL and SQLite.
 	schemaName, tableName string
+
+	// keepOrphans is set when no index value beside a NULL source is
+	// cleared, in any index column: on SQLite, for a database whose text
+	// encoding is not UTF-8 (see sqliteIndexValue).
+	keepOrphans bool
 }
 
 // colPlan is one encrypted column of a plan.
@@ -197,13 +202,31 @@ func (c idxPlan) ref() colRef {
 	return colRef{q: c.q, bytea: c.bytea, charset: c.charset, limit: c.limit, notNull: c.notNull}
 }
 
-// clearable reports whether Rotate sets index k (a position in plan.idx)
-// to NULL where its source is NULL: whether the index column can be set
-// to NULL. (Whether the source can be NULL is left to the values: a
-// PostgreSQL column of a NOT NULL domain, for one, can hold NULL all the
-// same.)
+// clearable reports whether Rotate sets to NULL the index values of index
+// k (a position in plan.idx) that stand beside a NULL source (those that
+// isIndexValue accepts): whether the index column can be set to NULL, as
+// the catalog declares it. (Whether the source can be NULL is left to the
+// values: a PostgreSQL column of a NOT NULL domain, for one, can hold
+// NULL all the same.) In a column that is not clearable, such values are
+// only counted (IndexCensus.Orphaned): they are no work for Rotate. A
+// CHECK constraint that forbids NULL is not read from the catalog: the
+// write breaks it, and the row fails (ErrOrphanIndex).
 func (p *plan) clearable(k int) bool {
-	return !p.idx[k].notNull
+	return !p.idx[k].notNull && !p.keepOrphans
+}
+
+// orphan reports whether index k (a position in plan.idx) of row i of b
+// holds an index value that Rotate clears: one that isIndexValue accepts,
+// beside a NULL source, in a clearable column.
+func (p *plan) orphan(b *batch, i, k int) bool {
+	if !p.clearable(k) {
+		return false
+	}
+	if _, null := b.value(i, p.idx[k].src); !null {
+		return false
+	}
+	v, null := b.value(i, len(p.cols)+k)
+	return !null && isIndexValue(v)
 }
 
 // lengthLimit is the most a column holds, as the catalog declares it:
@@ -436,8 +459,11 @@ func prefixMismatchSQL(q string, bytea bool, prefix string) string {
 
 // pendingSQL returns the condition of a row that Rotate rewrites: a value
 // not under the active version, an index value missing or not under the
-// active index-key version beside a non-NULL value, or an index value
-// beside a NULL value (which Rotate clears: the index of NULL is NULL).
+// active index-key version beside a non-NULL value, or, in an index
+// column that can hold NULL (plan.clearable), an index value beside a
+// NULL value (which Rotate clears: the index of NULL is NULL). It is
+// exactly what transform finds work in: a row it selects is written or
+// fails (see plan.orphan).
 func (p *plan) pendingSQL(pre prefixes) string {
 	d := p.sql()
 	var terms []string
@@ -446,16 +472,30 @@ func (p *plan) pendingSQL(pre prefixes) string {
 		for _, i := range c.idx {
 			ix := p.idx[i]
 			terms = append(terms, fmt.Sprintf("(%s IS NOT NULL AND (%s IS NULL OR %s))", c.q, ix.q, d.prefixMismatch(ix.ref(), pre.index[i])))
-			terms = append(terms, fmt.Sprintf("(%s IS NULL AND %s IS NOT NULL)", c.q, ix.q))
+			if p.clearable(i) {
+				terms = append(terms, p.orphanSQL(i, ""))
+			}
 		}
 	}
 	return "(" + strings.Join(terms, " OR ") + ")"
 }
 
+// orphanSQL returns the condition that index k (a position in plan.idx)
+// holds an index value beside a NULL source, its columns qualified with
+// qual ("" or "colcrypt_t."): the SQL form of plan.orphan, without the
+// test of clearable.
+func (p *plan) orphanSQL(k int, qual string) string {
+	ix := p.idx[k].ref()
+	ix.q = qual + ix.q
+	return fmt.Sprintf("(%s%s IS NULL AND %s IS NOT NULL AND %s)", qual, p.cols[p.idx[k].src].q, ix.q, p.sql().indexValue(ix))
+}
+
 // clearSQL returns the value a batch UPDATE assigns to index column k (a
 // position in plan.idx), given expr, the value it assigns otherwise: NULL
-// where the table's source column is NULL, since the index of NULL is
-// NULL, when the index column can hold NULL; expr as it is when not.
+// where the table's source column is NULL and the index column holds an
+// index value (see plan.orphan), since the index of NULL is NULL, when
+// the index column can hold NULL; expr as it is when not. Any other value
+// beside a NULL source (such as the empty string) is left as it is.
 //
 // The source tested is the one the row holds as it is written: what the
 // batch read under its lock, so that the UPDATE clears exactly the index
@@ -470,7 +510,7 @@ func (p *plan) clearSQL(k int, expr string) string {
 	if !p.clearable(k) {
 		return expr
 	}
-	return fmt.Sprintf("CASE WHEN colcrypt_t.%s IS NULL THEN NULL ELSE %s END", p.cols[p.idx[k].src].q, expr)
+	return fmt.Sprintf("CASE WHEN %s THEN NULL ELSE %s END", p.orphanSQL(k, "colcrypt_t."), expr)
 }
 
 // pkCast returns the SQL that turns text parameter n into the primary
