@@ -291,14 +291,14 @@ func printCensus(w io.Writer, c *rotation.Census, st *setup, mismatch bool) {
 		for _, v := range versions {
 			header = append(header, versionLabel(v, active))
 		}
-		header = append(header, "NULL", "MISSING", "MALFORMED", "TO ROTATE")
+		header = append(header, "NULL", "MISSING", "BESIDE NULL", "MALFORMED", "TO ROTATE")
 		fmt.Fprintln(tw, strings.Join(header, "\t"))
 		for _, ix := range c.Indexes {
 			row := []string{ix.Column, ix.Source}
 			for _, v := range versions {
 				row = append(row, itoa(ix.Versions[v]))
 			}
-			row = append(row, itoa(ix.Null), itoa(ix.Missing), itoa(ix.Malformed), itoa(ix.Pending))
+			row = append(row, itoa(ix.Null), itoa(ix.Missing), itoa(ix.Orphaned), itoa(ix.Malformed), itoa(ix.Pending))
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 		}
 		_ = tw.Flush()
@@ -498,6 +498,10 @@ func rotate(ctx context.Context, name string, args []string, stdout, stderr io.W
 		return codedError{exitFailures, err}
 	case errors.Is(err, rotation.ErrTooManyFailures):
 		return codedError{exitFailures, err}
+	case errors.Is(err, rotation.ErrIncomplete):
+		// Work left that is no row's failure: something keeps writing
+		// those rows. Exit as status --check does for work left.
+		return codedError{exitFailures, fmt.Errorf("%w; what was written is written: run the same command again once whatever keeps writing those rows has stopped", err)}
 	case ctx.Err() != nil: // a driver's own error for a cancelled query
 		return codedError{exitInterrupted, errInterruptedRotation}
 	case errors.Is(err, rotation.ErrIndexMismatch):
