@@ -150,9 +150,10 @@ type sqlDialect interface {
 	check(err error) (string, bool)
 	// uniqueColumns returns the columns of the table's unique index (or
 	// UNIQUE constraint) named name, as the catalog spells them, read
-	// through q; none for an index on expressions only, or of another
+	// through q (none for an index on expressions only), and whether the
+	// table has an index of that name: false for an index of another
 	// table.
-	uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error)
+	uniqueColumns(ctx context.Context, q querier, p *plan, name string) (cols []string, found bool, err error)
 	// immediate is the statement that makes deferred constraints of the
 	// transaction checked at the end of each statement, "" where
 	// constraints are never deferred.
@@ -161,10 +162,13 @@ type sqlDialect interface {
 
 // dupError is what a unique violation says of itself: the name of the
 // unique index or constraint, and the columns when the error names them
-// (SQLite). Either may be unknown ("", nil). It never holds a value.
+// (SQLite). Either may be unknown ("", nil). other is set when the error
+// names a column of another table (SQLite: a trigger's write, say). It
+// never holds a value.
 type dupError struct {
 	index   string
 	columns []string
+	other   bool
 }
 
 // querier runs a query: a *sql.DB or a batch's transaction.
@@ -289,39 +293,43 @@ func (postgresDialect) check(err error) (string, bool) {
 }
 
 // uniqueColumns reads the columns of the table's index named name (a
-// UNIQUE constraint's index bears its name) from pg_index.
-func (postgresDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error) {
-	return queryStrings(ctx, q, `SELECT a.attname FROM pg_index i
+// UNIQUE constraint's index bears its name) from pg_index; an index of
+// another table is not found.
+func (postgresDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, bool, error) {
+	return queryColumns(ctx, q, `SELECT a.attname FROM pg_index i
 		JOIN pg_class c ON c.oid = i.indexrelid
-		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+		LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 		WHERE i.indrelid = to_regclass($1) AND c.relname = $2
 		ORDER BY a.attnum`, p.qtable, name)
 }
 
 func (postgresDialect) immediate() string { return "SET CONSTRAINTS ALL IMMEDIATE" }
 
-// queryStrings returns the non-NULL values of the first column of a
-// query's rows.
-func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
+// queryColumns returns the non-NULL values of the first column of a
+// query's rows, and whether it returned any row (a NULL stands for an
+// expression of an index).
+func queryColumns(ctx context.Context, q querier, query string, args ...any) ([]string, bool, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rows.Close()
 	var out []string
+	found := false
 	for rows.Next() {
+		found = true
 		var s sql.NullString
 		if err := rows.Scan(&s); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if s.Valid {
 			out = append(out, s.String)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return out, rows.Close()
+	return out, found, rows.Close()
 }
 
 // isTransient reports whether err is a deadlock, serialization failure or

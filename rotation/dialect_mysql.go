@@ -148,18 +148,18 @@ func (mysqlDialect) check(err error) (string, bool) {
 // uniqueColumns reads the columns of the table's index named name from
 // information_schema.STATISTICS. MySQL 8 names the key as "table.name"
 // in its error: the name without the table's is tried when no index has
-// the name as it is.
-func (mysqlDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error) {
+// the name as it is. An index of another table is not found.
+func (mysqlDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, bool, error) {
 	const query = `SELECT COLUMN_NAME FROM information_schema.STATISTICS
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? ORDER BY SEQ_IN_INDEX`
-	cols, err := queryStrings(ctx, q, query, p.schemaName, p.tableName, name)
-	if err != nil || len(cols) > 0 {
-		return cols, err
+	cols, found, err := queryColumns(ctx, q, query, p.schemaName, p.tableName, name)
+	if err != nil || found {
+		return cols, found, err
 	}
 	if short, ok := strings.CutPrefix(name, p.tableName+"."); ok {
-		return queryStrings(ctx, q, query, p.schemaName, p.tableName, short)
+		return queryColumns(ctx, q, query, p.schemaName, p.tableName, short)
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 func (mysqlDialect) immediate() string { return "" }

@@ -123,13 +123,14 @@ func (sqliteDialect) duplicate(p *plan, err error) (dupError, bool) {
 		d.index = strings.TrimSuffix(name, "'")
 		return d, true
 	}
+	// Each column is named "table.column": one of another table (written
+	// by a trigger, say) is not a column of this table, even when it
+	// bears the name of one.
 	for _, c := range strings.Split(m[1], ", ") {
-		if name, ok := strings.CutPrefix(c, p.tableName+"."); ok {
-			c = name
-		} else if i := strings.LastIndexByte(c, '.'); i >= 0 {
-			c = c[i+1:]
+		if len(c) <= len(p.tableName) || c[len(p.tableName)] != '.' || !strings.EqualFold(c[:len(p.tableName)], p.tableName) {
+			return dupError{other: true}, true
 		}
-		d.columns = append(d.columns, c)
+		d.columns = append(d.columns, c[len(p.tableName)+1:])
 	}
 	return d, true
 }
@@ -160,10 +161,12 @@ func (sqliteDialect) check(err error) (string, bool) {
 	return m[1], true
 }
 
-// uniqueColumns reads the columns of the index named name (one SQLite
-// names in its error only when it is on expressions).
-func (sqliteDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, error) {
-	return queryStrings(ctx, q, `SELECT name FROM pragma_index_info(?, ?)`, name, p.schemaName)
+// uniqueColumns reads the columns of the table's index named name (one
+// SQLite names in its error only when it is on expressions); an index of
+// another table is not found.
+func (sqliteDialect) uniqueColumns(ctx context.Context, q querier, p *plan, name string) ([]string, bool, error) {
+	return queryColumns(ctx, q, `SELECT ii.name FROM pragma_index_list(?1, ?2) AS il, pragma_index_info(il.name, ?2) AS ii
+		WHERE il.name = ?3 ORDER BY ii.seqno`, p.tableName, p.schemaName, name)
 }
 
 func (sqliteDialect) immediate() string { return "" }

@@ -69,7 +69,13 @@
 //     that the application now holds locked are left to a later pass),
 //     re-encrypted from what was read, and written one statement per row,
 //     each in a savepoint; a row that breaks a unique index is rolled
-//     back to its savepoint and reported, every other row is written. On
+//     back to its savepoint and tried again once the others are written
+//     (one of them may give the value up: an index value cleared beside
+//     a NULL source), and reported if it still breaks it; every other
+//     row is written. A unique violation counts as a duplicate only when
+//     it is of a unique index of the table on a column that the row's
+//     write changes; any other (a trigger's insert into another table,
+//     say) stops Rotate as any error of the database does. On
 //     SQLite the batch UPDATE is UPDATE OR ABORT, so that a conflict
 //     clause of the table (ON CONFLICT REPLACE would delete the other
 //     row) never applies. A batch without a duplicate costs what it did.

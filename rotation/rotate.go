@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,9 +93,15 @@ import (
 // need work, or that the application now holds locked, are left to later
 // passes), decrypted and re-encrypted from what was read, and written one
 // row per statement, each in a savepoint. A row whose statement breaks a
-// unique index is rolled back to its savepoint, so that nothing of it is
-// written, and reported with its primary key and the index column (never
-// the value); every other row is written. Batches without a duplicate
+// unique index is rolled back to its savepoint and tried again once the
+// other rows are written (one of them may be giving up the value, such as
+// an index value cleared beside a NULL source); one that still breaks it
+// is rolled back, so that nothing of it is written, and reported with its
+// primary key and the index column (never the value); every other row is
+// written. A unique violation is a duplicate only when it is of a unique
+// index of this table on a column that the row's write changes; any other
+// (a trigger's write to another table, say) stops Rotate like any other
+// error of the database. Batches without a duplicate
 // cost what they did. On SQLite the batch UPDATE is UPDATE OR ABORT, so
 // that a conflict clause of the table's (ON CONFLICT REPLACE, which would
 // delete the other row, or IGNORE, FAIL, ROLLBACK) does not apply. A
@@ -168,9 +175,9 @@ type runner struct {
 	// and did not fail (see stallGuard).
 	taken passPrint
 
-	// unique caches the columns of unique indexes by name (see
+	// unique caches the unique indexes of the table by name (see
 	// uniqueColumns).
-	unique map[string][]string
+	unique map[string]uniqueIndex
 }
 
 // failedRow is the key of a failed row.
@@ -937,8 +944,12 @@ const rowSavepoint = "colcrypt_row"
 // work or that the application now holds locked (a later pass takes
 // them); decrypts and re-encrypts what it read (see transform); and
 // writes each row with a statement of its own, in a savepoint. A row
-// whose statement breaks a unique index is rolled back to the savepoint,
-// and is a failure (ErrDuplicate): nothing of it is written; so is one
+// whose statement breaks a unique index (of this table, on a column the
+// row's write changes) is rolled back to the savepoint and written again
+// after the other rows, as long as a round of those retries writes one
+// (a later row may give up the value: an index value cleared beside a
+// NULL source, say); one that still breaks it is a failure
+// (ErrDuplicate): nothing of it is written; so is one
 // that clears an index value and breaks a CHECK constraint
 // (ErrOrphanIndex). Any other error stops the job as the batch's write
 // would. It returns what it
@@ -981,17 +992,49 @@ func (r *runner) rewriteByRow(ctx context.Context, b *batch) (st stats, newFails
 	}
 	newFails, over = r.reportFailures(fails, b)
 	var dups []rowFailure
+	failed := map[int]*Failure{} // duplicates, to be tried again
+	var retry []int
 	for n := range b.outRows {
 		f, err := r.writeRow(ctx, tx, b, n)
 		if err != nil {
 			return stats{}, newFails, over, err
 		}
-		if f != nil {
+		switch {
+		case f == nil:
+			st.add(b.outStats[n])
+		case errors.Is(f.Err, ErrDuplicate):
+			failed[n] = f
+			retry = append(retry, n)
+		default:
 			dups = append(dups, rowFailure{row: b.outRows[n], f: *f})
-			continue
 		}
-		st.add(b.outStats[n])
 	}
+	// A row that broke a unique index may have done so only until a later
+	// row gave up the value: try the duplicates again, as long as a round
+	// writes one of them.
+	for written := len(retry) > 0; written; {
+		written = false
+		var still []int
+		for _, n := range retry {
+			f, err := r.writeRow(ctx, tx, b, n)
+			if err != nil {
+				return stats{}, newFails, over, err
+			}
+			if f != nil {
+				failed[n] = f
+				still = append(still, n)
+				continue
+			}
+			delete(failed, n)
+			written = true
+			st.add(b.outStats[n])
+		}
+		retry = still
+	}
+	for _, n := range retry {
+		dups = append(dups, rowFailure{row: b.outRows[n], f: *failed[n]})
+	}
+	slices.SortStableFunc(dups, func(x, y rowFailure) int { return x.row - y.row })
 	err = tx.Commit()
 	tx = nil
 	if err != nil {
@@ -1074,8 +1117,13 @@ func (r *runner) writeRow(ctx context.Context, tx batchTx, b *batch, n int) (*Fa
 	if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+rowSavepoint); err != nil {
 		return fail(err)
 	}
-	f, err := r.duplicateFailure(ctx, tx, b, n, dup)
-	if err != nil {
+	f, isDup, ferr := r.duplicateFailure(ctx, tx, b, n, dup)
+	if ferr != nil {
+		return fail(ferr)
+	}
+	if !isDup {
+		// Not a duplicate value of this row: the job stops with the
+		// database's error, as for any other.
 		return fail(err)
 	}
 	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+rowSavepoint); err != nil {
@@ -1089,16 +1137,26 @@ func (r *runner) writeRow(ctx context.Context, tx batchTx, b *batch, n int) (*Fa
 // the row's write changes: the index's columns are taken from the
 // database's error (SQLite) or from the catalog, by the name the error
 // gives (PostgreSQL, MySQL). When they cannot be known, or more than one
-// is changed, Column is empty and the error says why. It runs in the
-// row's savepoint, to which it rolls back when a catalog query fails.
-func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n int, dup dupError) (Failure, error) {
+// is changed, Column is empty and the error says why. It reports false
+// when the violation is not a duplicate value of the row: of an index of
+// another table (a trigger's write, say), or of one of this table on
+// columns that the row's write leaves as they are. It runs in the row's
+// savepoint, to which it rolls back when a catalog query fails.
+func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n int, dup dupError) (Failure, bool, error) {
 	p := r.p
+	if dup.other {
+		return Failure{}, false, nil
+	}
 	cols := dup.columns
 	if cols == nil && dup.index != "" {
-		var err error
-		if cols, err = r.uniqueColumns(ctx, tx, dup.index); err != nil {
-			return Failure{}, err
+		ui, err := r.uniqueColumns(ctx, tx, dup.index)
+		if err != nil {
+			return Failure{}, false, err
 		}
+		if !ui.found {
+			return Failure{}, false, nil
+		}
+		cols = ui.cols
 	}
 	inIndex := map[string]bool{}
 	for _, c := range cols {
@@ -1121,6 +1179,9 @@ func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n i
 			}
 		}
 	}
+	if len(cols) > 0 && len(hit) == 0 {
+		return Failure{}, false, nil
+	}
 	var what string
 	switch {
 	case dup.index != "":
@@ -1141,7 +1202,7 @@ func (r *runner) duplicateFailure(ctx context.Context, tx batchTx, b *batch, n i
 	default:
 		f.Err = fmt.Errorf("%w (%s; the column cannot be known from the database's error): %s", ErrDuplicate, what, fix)
 	}
-	return f, nil
+	return f, true, nil
 }
 
 // clearedIndexes returns the index columns (positions in plan.idx) that
@@ -1195,34 +1256,44 @@ func quoteAll(p *plan, names []string) string {
 	return strings.Join(q, ", ")
 }
 
-// uniqueColumns returns the columns of the table's unique index named
-// name, from the catalog through tx, once per Rotate. When the catalog
-// cannot be read they are unknown (nil), and the transaction is rolled
-// back to the row's savepoint, which PostgreSQL needs after an error.
-func (r *runner) uniqueColumns(ctx context.Context, tx batchTx, name string) ([]string, error) {
+// uniqueIndex is what the catalog says of a unique index named in a
+// unique violation: its columns (nil when unknown, or on expressions
+// only), and whether it is an index of the table.
+type uniqueIndex struct {
+	cols  []string
+	found bool
+}
+
+// uniqueColumns returns the table's unique index named name, from the
+// catalog through tx, once per Rotate. When the catalog cannot be read,
+// its columns are unknown (nil) and it is taken to be the table's, and
+// the transaction is rolled back to the row's savepoint, which PostgreSQL
+// needs after an error.
+func (r *runner) uniqueColumns(ctx context.Context, tx batchTx, name string) (uniqueIndex, error) {
 	r.mu.Lock()
-	cols, ok := r.unique[name]
+	ui, ok := r.unique[name]
 	r.mu.Unlock()
 	if ok {
-		return cols, nil
+		return ui, nil
 	}
-	cols, err := r.p.sql().uniqueColumns(ctx, tx, r.p, name)
+	cols, found, err := r.p.sql().uniqueColumns(ctx, tx, r.p, name)
+	ui = uniqueIndex{cols: cols, found: found}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return uniqueIndex{}, ctx.Err()
 		}
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+rowSavepoint); err != nil {
-			return nil, err
+			return uniqueIndex{}, err
 		}
-		cols = nil
+		ui = uniqueIndex{found: true}
 	}
 	r.mu.Lock()
 	if r.unique == nil {
-		r.unique = map[string][]string{}
+		r.unique = map[string]uniqueIndex{}
 	}
-	r.unique[name] = cols
+	r.unique[name] = ui
 	r.mu.Unlock()
-	return cols, nil
+	return ui, nil
 }
 
 // tooMany is the error that stops Rotate when MaxFailures rows failed.
