@@ -74,6 +74,7 @@ import (
 
 	"github.com/colcrypt/colcrypt/blindindex"
 	"github.com/colcrypt/colcrypt/encryptedtype"
+	"github.com/colcrypt/colcrypt/internal/coltype"
 	"github.com/colcrypt/colcrypt/rotation"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -340,14 +341,8 @@ func encryptedFieldType(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return t.PkgPath() == encryptedtypePkg || t == typeMigratingString || t == typeMigratingBytes
+	return coltype.Is(t)
 }
-
-var (
-	encryptedtypePkg    = reflect.TypeFor[encryptedtype.String]().PkgPath()
-	typeMigratingString = reflect.TypeFor[rotation.MigratingString]()
-	typeMigratingBytes  = reflect.TypeFor[rotation.MigratingBytes]()
-)
 
 func sourceFieldType(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
@@ -355,7 +350,7 @@ func sourceFieldType(t reflect.Type) bool {
 	}
 	switch t {
 	case reflect.TypeFor[encryptedtype.String](), reflect.TypeFor[encryptedtype.Bytes](), typeString, reflect.TypeFor[[]byte](),
-		typeMigratingString, typeMigratingBytes:
+		reflect.TypeFor[rotation.MigratingString](), reflect.TypeFor[rotation.MigratingBytes]():
 		return true
 	}
 	return false

@@ -47,28 +47,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/colcrypt/colcrypt/encryptedtype"
-	"github.com/colcrypt/colcrypt/rotation"
+	"github.com/colcrypt/colcrypt/internal/coltype"
 )
-
-// encryptedtypePath is the import path of package encryptedtype: every
-// driver.Valuer declared there (String, Bytes, JSON[T] for any T) is a
-// column type whose Value returns the wire format as a string.
-var encryptedtypePath = reflect.TypeFor[encryptedtype.String]().PkgPath()
-
-// The column types of package rotation, named one by one (not by package
-// path as encryptedtype's are): that package declares other types too, and
-// a driver.Valuer added there later need not write the wire format. Their
-// Value is encryptedtype.String's, so they encode exactly as it does.
-var (
-	migratingString = reflect.TypeFor[rotation.MigratingString]()
-	migratingBytes  = reflect.TypeFor[rotation.MigratingBytes]()
-)
-
-// columnType reports whether t, not a pointer, is one of the column types.
-func columnType(t reflect.Type) bool {
-	return t.PkgPath() == encryptedtypePath || t == migratingString || t == migratingBytes
-}
 
 // Register makes m encode the column types (encryptedtype.String,
 // encryptedtype.Bytes, encryptedtype.JSON[T], rotation.MigratingString,
@@ -111,7 +91,7 @@ func tryWrapEncryptedValue(value any) (pgtype.WrappedEncodePlanNextSetter, any, 
 	if isPtr {
 		t = t.Elem()
 	}
-	if !columnType(t) { // a **T has no package path and is no column type
+	if !coltype.Is(t) { // a **T has no package path and is no column type
 		return nil, nil, false
 	}
 	return &encodePlan{ptr: isPtr}, wire(""), true
