@@ -562,15 +562,23 @@ var mysqlDupKey = regexp.MustCompile(`for key '([^']*)'$`)
 
 // redactDuplicate returns err, or, for MySQL's duplicate-key errors (1062,
 // 1586), whose text quotes the duplicate value (a blind index value,
-// during an index-key rotation), an error that names the key only: errors
-// never repeat stored values. PostgreSQL and SQLite put no value in
+// during an index-key rotation), an error that names the key only, and for
+// those of a foreign key cascade (1557, 1761, 1762), which quote the
+// record, one that names neither: errors never repeat stored values. PostgreSQL and SQLite put no value in
 // theirs. Rotate turns a duplicate into a failure of its row; this covers
 // the statements where it cannot.
 func redactDuplicate(err error) error {
-	if n, ok := mysqlErrorNumber(err); !ok || n != 1062 && n != 1586 {
+	n, ok := mysqlErrorNumber(err)
+	switch {
+	case !ok:
+		return err
+	case n == 1557 || n == 1761 || n == 1762:
+		// A foreign key cascade that would duplicate an entry: the text
+		// quotes the record.
+		return fmt.Errorf("MySQL error %d: a foreign key cascade would lead to a duplicate entry (the record is not repeated here)", n)
+	case n != 1062 && n != 1586:
 		return err
 	}
-	n, _ := mysqlErrorNumber(err)
 	key := ""
 	if m := mysqlDupKey.FindStringSubmatch(err.Error()); m != nil {
 		key = " " + m[1]

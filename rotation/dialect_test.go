@@ -528,6 +528,16 @@ func TestRedactDuplicate(t *testing.T) {
 	if strings.Contains(got, "b2:c2VjcmV0") || !strings.Contains(got, "users.email_bidx") || !strings.Contains(got, "1062") {
 		t.Errorf("redactDuplicate: %q", got)
 	}
+	// A foreign key cascade that would duplicate an entry quotes the record.
+	for _, e := range []*mysql.MySQLError{
+		{Number: 1557, Message: "Upholding foreign key constraints for table 'users', entry 'b2:c2VjcmV0', key 2 would lead to a duplicate entry"},
+		{Number: 1761, Message: "Foreign key constraint for table 'users', record 'b2:c2VjcmV0' would lead to a duplicate entry in table 'audit', key 'k'"},
+		{Number: 1762, Message: "Foreign key constraint for table 'users', record 'b2:c2VjcmV0' would lead to a duplicate entry in a child table"},
+	} {
+		if got := redactDuplicate(fmt.Errorf("exec: %w", e)).Error(); strings.Contains(got, "b2:c2VjcmV0") || !strings.Contains(got, fmt.Sprint(e.Number)) {
+			t.Errorf("redactDuplicate(%d): %q", e.Number, got)
+		}
+	}
 	other := &mysql.MySQLError{Number: 1213, Message: "Deadlock found"}
 	if redactDuplicate(other) != other {
 		t.Error("redactDuplicate changed another error")
