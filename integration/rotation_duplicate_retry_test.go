@@ -14,24 +14,24 @@ import (
 	"github.com/colcrypt/colcrypt/rotation"
 )
 
-// dupfixIndexer is an index whose value is "b<version>:" and the
+// retryIndexer is an index whose value is "b<version>:" and the
 // base64url of the plaintext; when it computes the value of plaintext on,
 // it runs fn, once.
-type dupfixIndexer struct {
+type retryIndexer struct {
 	version int
 	on      string
 	once    *sync.Once
 	fn      func()
 }
 
-func (x dupfixIndexer) Compute(pt string) (string, error) {
+func (x retryIndexer) Compute(pt string) (string, error) {
 	if pt == x.on {
 		x.once.Do(x.fn)
 	}
-	return dupfixIndex(x.version, pt), nil
+	return retryIndex(x.version, pt), nil
 }
 
-func dupfixIndex(version int, pt string) string {
+func retryIndex(version int, pt string) string {
 	return fmt.Sprintf("b%d:%s", version, base64.RawURLEncoding.EncodeToString([]byte(pt)))
 }
 
@@ -60,13 +60,13 @@ func TestRotateDuplicateRetryRereads(t *testing.T) {
 		for _, hold := range []time.Duration{0, 700 * time.Millisecond} {
 			t.Run(fmt.Sprintf("%s/hold=%v", db.name, hold), func(t *testing.T) {
 				sqlDB, dialect, ph, idType := db.open(t)
-				dupfixRereads(t, sqlDB, dialect, ph, idType, hold)
+				retryRereads(t, sqlDB, dialect, ph, idType, hold)
 			})
 		}
 	}
 }
 
-func dupfixRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(int) string, idType string, hold time.Duration) {
+func retryRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(int) string, idType string, hold time.Duration) {
 	ctx := testContext(t)
 	tbl := uniqueName(t)
 	if _, err := db.ExecContext(ctx, `CREATE TABLE `+tbl+` (id `+idType+` PRIMARY KEY, a varchar(200), a_bidx varchar(100) UNIQUE)`); err != nil {
@@ -82,12 +82,12 @@ func dupfixRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(i
 			p = "duplicate"
 		}
 		plain[id] = p
-		if _, err := db.ExecContext(ctx, insert, id, rotEdgeSeal(t, c1, p), dupfixIndex(1, p)); err != nil {
+		if _, err := db.ExecContext(ctx, insert, id, rotEdgeSeal(t, c1, p), retryIndex(1, p)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The application's row, current, with row 5's new index value.
-	if _, err := db.ExecContext(ctx, insert, 100, rotEdgeSeal(t, c2, "duplicate"), dupfixIndex(2, "duplicate")); err != nil {
+	if _, err := db.ExecContext(ctx, insert, 100, rotEdgeSeal(t, c2, "duplicate"), retryIndex(2, "duplicate")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -103,7 +103,7 @@ func dupfixRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(i
 				committed <- err
 				return
 			}
-			_, err = tx.Exec(`UPDATE `+tbl+` SET a = `+ph(1)+`, a_bidx = `+ph(2)+` WHERE id = 3`, appCT, dupfixIndex(1, appVal))
+			_, err = tx.Exec(`UPDATE `+tbl+` SET a = `+ph(1)+`, a_bidx = `+ph(2)+` WHERE id = 3`, appCT, retryIndex(1, appVal))
 			if err != nil {
 				_ = tx.Rollback()
 				committed <- err
@@ -114,7 +114,7 @@ func dupfixRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(i
 		}()
 		time.Sleep(200 * time.Millisecond) // let the UPDATE queue on the row's lock
 	}
-	ix := dupfixIndexer{version: 2, on: plain[3], once: &sync.Once{}, fn: fn}
+	ix := retryIndexer{version: 2, on: plain[3], once: &sync.Once{}, fn: fn}
 	j, err := rotation.New(db, rotation.Table{Name: tbl, PrimaryKey: "id", Dialect: dialect, Columns: []rotation.Column{
 		{Name: "a", Indexes: []rotation.Index{{Column: "a_bidx", Indexer: ix}}},
 	}}, c2)
@@ -138,7 +138,7 @@ func dupfixRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(i
 		t.Fatal(err)
 	}
 	pt, err := c2.Open(ctx, []byte(a))
-	if err != nil || string(pt) != appVal || !strings.HasPrefix(a, "v2:") || bidx != dupfixIndex(2, appVal) {
+	if err != nil || string(pt) != appVal || !strings.HasPrefix(a, "v2:") || bidx != retryIndex(2, appVal) {
 		t.Errorf("row 3 holds %q (%v) under %.3s, index %q; want the application's value under v2 (the retry wrote the failed batch's stale value?)", pt, err, a, bidx)
 	}
 	for id := 1; id <= 12; id++ {
@@ -148,7 +148,7 @@ func dupfixRereads(t *testing.T, db *sql.DB, dialect rotation.Dialect, ph func(i
 		if err := db.QueryRowContext(ctx, `SELECT a, a_bidx FROM `+tbl+` WHERE id = `+ph(1), id).Scan(&a, &bidx); err != nil {
 			t.Fatal(err)
 		}
-		if pt, err := c2.Open(ctx, []byte(a)); err != nil || string(pt) != plain[id] || !strings.HasPrefix(a, "v2:") || bidx != dupfixIndex(2, plain[id]) {
+		if pt, err := c2.Open(ctx, []byte(a)); err != nil || string(pt) != plain[id] || !strings.HasPrefix(a, "v2:") || bidx != retryIndex(2, plain[id]) {
 			t.Errorf("row %d not rotated: %.3s %v %q", id, a, err, bidx)
 		}
 	}

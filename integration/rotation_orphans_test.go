@@ -14,7 +14,7 @@ import (
 )
 
 // The rotation tests of the rule for index values beside a NULL source
-// ("orphans"), after a review: only a value that blindindex.Version
+// ("orphans"): only a value that blindindex.Version
 // parses is an orphan; Rotate clears it in an index column that can hold
 // NULL, and leaves it (counted, neither pending nor a failure) in one
 // declared NOT NULL; any other value beside a NULL source, such as the
@@ -94,7 +94,7 @@ func revRawValues(t *testing.T, d *rotEdgeDB, qt, col string) map[int64][]byte {
 	return out
 }
 
-// TestRotationReviewEmptyIndexNotNull: an index column declared NOT NULL
+// TestRotationEmptyIndexNotNull: an index column declared NOT NULL
 // with an empty default (common in MySQL and sqlc schemas) holds the empty string
 // beside 1200 NULL sources, and three index values beside NULL sources,
 // before ten rows under the old index key. The empty strings are no
@@ -103,7 +103,7 @@ func revRawValues(t *testing.T, d *rotEdgeDB, qt, col string) map[int64][]byte {
 // recomputes the ten rows and ends without an error; the census is done.
 // (Before the fix, every one of these rows failed with ErrOrphanIndex:
 // ErrTooManyFailures stopped Rotate at 1000, before the ten rows.)
-func TestRotationReviewEmptyIndexNotNull(t *testing.T) {
+func TestRotationEmptyIndexNotNull(t *testing.T) {
 	for _, db := range rotEdgeAll {
 		t.Run(db.name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -227,7 +227,7 @@ func revOrphanCorpus(noNUL bool) []string {
 	return out
 }
 
-// TestRotationReviewOrphanCorpus: beside NULL sources, a text and a
+// TestRotationOrphanCorpus: beside NULL sources, a text and a
 // binary index column (that can hold NULL) hold values that are index
 // values, nearly are, or are not. The database's test (the batch SELECT,
 // the count of rows left, the UPDATE) and Go's (Census, the batch's
@@ -235,7 +235,7 @@ func revOrphanCorpus(noNUL bool) []string {
 // blindindex.Version parses, leaves every other value as it was, ends
 // without an error (no row taken again and again), and the census is
 // done. Text is compared in a case-insensitive collation on MySQL.
-func TestRotationReviewOrphanCorpus(t *testing.T) {
+func TestRotationOrphanCorpus(t *testing.T) {
 	for _, db := range rotEdgeAll {
 		t.Run(db.name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -311,7 +311,7 @@ func TestRotationReviewOrphanCorpus(t *testing.T) {
 	}
 }
 
-// TestRotationReviewCheckConstraint: an index column that can hold NULL
+// TestRotationCheckConstraint: an index column that can hold NULL
 // as the catalog declares it, but whose CHECK constraint refuses NULL.
 // The write that clears an index value beside a NULL source breaks it:
 // that row fails (ErrOrphanIndex, naming the index column and never the
@@ -319,7 +319,7 @@ func TestRotationReviewOrphanCorpus(t *testing.T) {
 // written, and Rotate ends with ErrFailures. (Before the fix, the whole
 // batch failed with the database's CHECK violation, and so did every
 // run.)
-func TestRotationReviewCheckConstraint(t *testing.T) {
+func TestRotationCheckConstraint(t *testing.T) {
 	for _, db := range rotEdgeAll {
 		t.Run(db.name, func(t *testing.T) {
 			ctx := testContext(t)

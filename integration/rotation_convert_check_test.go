@@ -74,12 +74,12 @@ func revPlainTable(t *testing.T, d *rotEdgeDB) (name, qt string, write func(n in
 	return name, qt, write
 }
 
-// TestRotationReviewLatePlaintext: the application inserts a plaintext row
+// TestRotationLatePlaintext: the application inserts a plaintext row
 // while the check after the passes runs. Rotate encrypts it too (in more
 // passes) and returns nil only once every value is encrypted under the
 // active version. (Before the fix, the check skipped the plaintext and
 // Rotate returned nil, the row left plaintext.)
-func TestRotationReviewLatePlaintext(t *testing.T) {
+func TestRotationLatePlaintext(t *testing.T) {
 	for _, db := range rotEdgeAll {
 		t.Run(db.name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -117,12 +117,12 @@ func TestRotationReviewLatePlaintext(t *testing.T) {
 	}
 }
 
-// TestRotationReviewPlaintextKeepsComing: the application inserts a
+// TestRotationPlaintextKeepsComing: the application inserts a
 // plaintext row during every check after the passes. Rotate does not loop
 // without end, nor return nil: after three checks it stops with
 // ErrIncomplete, which names the table and the count, never a value.
 // (Before the fix, Rotate returned nil after the first check.)
-func TestRotationReviewPlaintextKeepsComing(t *testing.T) {
+func TestRotationPlaintextKeepsComing(t *testing.T) {
 	for _, db := range rotEdgeAll {
 		t.Run(db.name, func(t *testing.T) {
 			ctx := testContext(t)

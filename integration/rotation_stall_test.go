@@ -36,13 +36,13 @@ func (s revStaleSealer) Open(ctx context.Context, v []byte) ([]byte, error) {
 	return s.v2.Open(ctx, v)
 }
 
-// TestRotationReviewStalled: rows under version 1 that Rotate rewrites,
+// TestRotationStalled: rows under version 1 that Rotate rewrites,
 // each pass, under version 1 again (every write changes them: a new
 // nonce). Rotate stops after three passes that took the same rows with
 // ErrIncomplete, naming the table and the count of rows left, never a
 // value; the rows already done stay done. (Before the fix, it looped until
 // its context ended.)
-func TestRotationReviewStalled(t *testing.T) {
+func TestRotationStalled(t *testing.T) {
 	for _, db := range rotEdgeAll {
 		t.Run(db.name, func(t *testing.T) {
 			d := db.open(t)
