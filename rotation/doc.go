@@ -103,8 +103,8 @@
 //     sources is not cleared: Rotate refuses to start (ErrIndexMismatch),
 //     the description most likely naming the wrong source column.
 //   - Rotate ends: passes that keep taking the same rows without making
-//     them current or finding them failed (three in a row) stop it with
-//     ErrIncomplete, rather than loop; rows the application holds locked
+//     them current or finding them failed (three or more in a row, over
+//     ten seconds or more) stop it with ErrIncomplete, rather than loop; rows the application holds locked
 //     are waited for as long as ctx allows.
 //   - No ORM hooks run.
 //

@@ -249,11 +249,25 @@ func TestStallGuard(t *testing.T) {
 		"stuck among many": {{print("1", "2", "7"), 0, false}, {print("7"), 0, false}, {print("7"), 0, false}, {print("7"), 0, true}},
 	} {
 		var g stallGuard
+		now := time.Now()
 		for i, p := range passes {
-			if got := g.stalled(p.taken, p.fails); got != p.want {
+			// Each pass an hour after the last: patience is never short.
+			now = now.Add(time.Hour)
+			if got := g.stalled(p.taken, p.fails, now); got != p.want {
 				t.Errorf("%s: pass %d: stalled %v, want %v", name, i+1, got, p.want)
 			}
 		}
+	}
+	// The same rows, pass after pass, within stallPatience: not yet.
+	var g stallGuard
+	now := time.Now()
+	for i := range 10 {
+		if g.stalled(print("7"), 0, now.Add(time.Duration(i)*stallPatience/10)) {
+			t.Fatalf("pass %d, %v after the first: stalled before stallPatience (%v)", i+1, time.Duration(i)*stallPatience/10, stallPatience)
+		}
+	}
+	if !g.stalled(print("7"), 0, now.Add(stallPatience)) {
+		t.Error("not stalled once stallPatience has passed")
 	}
 }
 
@@ -300,15 +314,73 @@ func TestRotateStopsWhenStalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func(p time.Duration) { stallPatience = p }(stallPatience)
+	stallPatience = time.Second
 	start := time.Now()
 	res, err := j.Rotate(ctx, Options{BatchSize: 2})
+	took := time.Since(start)
 	if !errors.Is(err, ErrIncomplete) || ctx.Err() != nil {
-		t.Fatalf("Rotate: %v after %v; want ErrIncomplete", err, time.Since(start))
+		t.Fatalf("Rotate: %v after %v; want ErrIncomplete", err, took)
 	}
 	if !strings.Contains(err.Error(), `"t"`) || !strings.Contains(err.Error(), "5 rows") || strings.Contains(err.Error(), "secret") {
 		t.Errorf("error %q: want the table and the count", err)
 	}
-	if res.Passes != 3 || len(res.Failures) != 0 {
-		t.Errorf("Rotate: %d passes, failures %v; want 3 passes, no failure", res.Passes, res.Failures)
+	if res.Passes < 3 || len(res.Failures) != 0 || took < stallPatience {
+		t.Errorf("Rotate: %d passes in %v, failures %v; want at least 3 passes over stallPatience (%v), no failure", res.Passes, took, res.Failures, stallPatience)
+	}
+}
+
+// staleForSealer is staleSealer until a moment, then writes under version
+// 2 as it says: a writer that puts rows back for a while (an instance
+// whose key provider has not reloaded yet), then stops.
+type staleForSealer struct {
+	staleSealer
+	until time.Time
+}
+
+func (s staleForSealer) Seal(ctx context.Context, pt []byte) ([]byte, error) {
+	if time.Now().Before(s.until) {
+		return s.staleSealer.Seal(ctx, pt)
+	}
+	return s.v2.Seal(ctx, pt)
+}
+
+// TestRotateWaitsOutBriefStall: rows put back pass after pass for less
+// than stallPatience are no stall: Rotate keeps passing (backing off) and
+// finishes once they stay written.
+func TestRotateWaitsOutBriefStall(t *testing.T) {
+	const brief = 2500 * time.Millisecond
+	if brief >= stallPatience {
+		t.Fatalf("stallPatience is %v: the test's %v is not brief", stallPatience, brief)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := openSQLite(t)
+	v1 := testCodec(t, 1, 2)
+	v2 := sameKeys(t, v1, 2, 1, 2)
+	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		v, err := v1.Seal(ctx, []byte(fmt.Sprint("secret ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO t VALUES (?, ?)`, i, string(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := New(db, Table{Name: "t", PrimaryKey: "id", Dialect: SQLite, Columns: []Column{{Name: "a"}}},
+		staleForSealer{staleSealer{v1, v2}, time.Now().Add(brief)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := j.Rotate(ctx, Options{BatchSize: 2})
+	if err != nil || res.Passes < 4 || len(res.Failures) != 0 {
+		t.Fatalf("Rotate: %d passes, failures %v, %v; want it to finish after several passes", res.Passes, res.Failures, err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM t WHERE a LIKE 'v2:%'`).Scan(&n); err != nil || n != 5 {
+		t.Errorf("%d rows under version 2, %v; want 5", n, err)
 	}
 }

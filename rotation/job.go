@@ -81,8 +81,9 @@ var (
 	// ErrIncomplete is returned (wrapped) by Rotate when it stops with
 	// work left that is no failure of a row, rather than loop without
 	// end: its passes kept taking the same rows, neither making them
-	// current nor finding them failed (three passes in a row, without a
-	// failure); or, with Options.EncryptPlaintext, the checks after the
+	// current nor finding them failed (at least three passes in a row,
+	// over at least ten seconds, backing off, without a failure: a writer
+	// that puts rows back only briefly is waited out); or, with Options.EncryptPlaintext, the checks after the
 	// passes kept finding values not under the active version, written
 	// meanwhile (three checks in a row, each followed by more passes).
 	// The error gives counts, never values. What was written is written;

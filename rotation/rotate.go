@@ -35,8 +35,9 @@ import (
 // the application's transactions instead); Rotate returns
 // when a count finds no value left on an old version. NULL stays NULL, and
 // ORM hooks are not fired. Passes that keep taking the same rows without
-// making them current or finding them failed (three in a row) stop Rotate
-// with ErrIncomplete rather than loop without end.
+// making them current or finding them failed (three or more in a row, over
+// ten seconds or more) stop Rotate with ErrIncomplete rather than loop
+// without end.
 //
 // The index of NULL is NULL: an index value beside a NULL source value
 // (IndexCensus.Orphaned), which hand-written SQL that sets the source to
@@ -249,9 +250,16 @@ func (r *runner) run(ctx context.Context) error {
 // before Rotate gives up with ErrIncomplete.
 const maxFinalChecks = 3
 
-// stalledRepeats is the number of passes in a row, after a first, that may
-// take the same rows and record no failure before Rotate stops with
-// ErrIncomplete (see stallGuard).
+// stallPatience is how long passes may keep taking the same rows before
+// Rotate gives up on them (see stallGuard): long enough for a writer that
+// briefly puts rows back (an instance whose key provider has not reloaded
+// yet) to stop, short enough not to spin on a row that cannot be made
+// current. A variable for the package's tests.
+var stallPatience = 10 * time.Second
+
+// stalledRepeats is the least number of passes in a row, after a first,
+// that take the same rows and record no failure before Rotate stops with
+// ErrIncomplete, once stallPatience has passed (see stallGuard).
 const stalledRepeats = 2
 
 // passes makes passes over the table until a count finds no row left that
@@ -300,17 +308,18 @@ func (r *runner) passes(ctx context.Context, pass *int) error {
 		if left == 0 {
 			return nil
 		}
-		if guard.stalled(taken, newFailures) {
-			return fmt.Errorf("%w: %d rows of %s still need work, but the last %d passes each took the same %d rows and left them needing it, with no failure to report: "+
+		if guard.stalled(taken, newFailures, time.Now()) {
+			return fmt.Errorf("%w: %d rows of %s still need work, but the last %d passes, over %s, each took the same %d rows and left them needing it, with no failure to report: "+
 				"stopping rather than looping (either something writes them back as fast as they are rewritten, or this is a bug in colcrypt: please report it)",
-				ErrIncomplete, left, r.p.table, stalledRepeats+1, taken.n)
+				ErrIncomplete, left, r.p.table, guard.repeats+1, stallPatience, taken.n)
 		}
 		r.mu.Lock()
 		r.total = r.done + left
 		r.mu.Unlock()
 		// The rows left are locked by the application (or were rolled
-		// back on a deadlock): wait a little, longer while nothing moves.
-		if progressed {
+		// back on a deadlock, or put back by a writer): wait a little,
+		// longer while nothing moves or the same rows come back.
+		if progressed && guard.repeats == 0 {
 			delay = 50 * time.Millisecond
 		} else if delay < 2*time.Second {
 			delay *= 2
@@ -361,18 +370,20 @@ func (pp *passPrint) merge(o passPrint) {
 type stallGuard struct {
 	last    passPrint
 	repeats int
+	since   time.Time // when the passes began taking last
 }
 
 // stalled records the rows a pass took (and did not fail) and how many
-// failures it recorded, and reports whether stalledRepeats passes in a
-// row, after a first, took the same rows, at least one, with no failure.
-func (g *stallGuard) stalled(taken passPrint, newFailures int) bool {
+// failures it recorded, at time now, and reports whether at least
+// stalledRepeats passes in a row, after a first, took the same rows, at
+// least one, with no failure, for at least stallPatience.
+func (g *stallGuard) stalled(taken passPrint, newFailures int, now time.Time) bool {
 	if taken.n == 0 || newFailures > 0 || taken != g.last {
-		g.last, g.repeats = taken, 0
+		g.last, g.repeats, g.since = taken, 0, now
 		return false
 	}
 	g.repeats++
-	return g.repeats >= stalledRepeats
+	return g.repeats >= stalledRepeats && now.Sub(g.since) >= stallPatience
 }
 
 // recheck drops from the failures the rows that no longer need work.
