@@ -288,13 +288,11 @@ func (s staleSealer) Seal(ctx context.Context, pt []byte) ([]byte, error) {
 
 func (s staleSealer) Open(ctx context.Context, v []byte) ([]byte, error) { return s.v2.Open(ctx, v) }
 
-// TestRotateStopsWhenStalled: when what Rotate writes does not make a row
-// current, it stops with ErrIncomplete, naming the table and the count
-// (never a value), after the rest of the table is done, instead of
-// looping until ctx ends.
-func TestRotateStopsWhenStalled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+// staleTable returns an SQLite database holding table t of five rows
+// under version 1 of v1, and v2, a codec of the same keys with version 2
+// active.
+func staleTable(t *testing.T) (*sql.DB, *encryptedtype.Codec, *encryptedtype.Codec) {
+	t.Helper()
 	db := openSQLite(t)
 	v1 := testCodec(t, 1, 2)
 	v2 := sameKeys(t, v1, 2, 1, 2)
@@ -302,7 +300,7 @@ func TestRotateStopsWhenStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 5; i++ {
-		v, err := v1.Seal(ctx, []byte(fmt.Sprint("secret ", i)))
+		v, err := v1.Seal(context.Background(), []byte(fmt.Sprint("secret ", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,6 +308,17 @@ func TestRotateStopsWhenStalled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return db, v1, v2
+}
+
+// TestRotateStopsWhenStalled: when what Rotate writes does not make a row
+// current, it stops with ErrIncomplete, naming the table and the count
+// (never a value), after the rest of the table is done, instead of
+// looping until ctx ends.
+func TestRotateStopsWhenStalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db, v1, v2 := staleTable(t)
 	j, err := New(db, Table{Name: "t", PrimaryKey: "id", Dialect: SQLite, Columns: []Column{{Name: "a"}}}, staleSealer{v1, v2})
 	if err != nil {
 		t.Fatal(err)
@@ -355,21 +364,7 @@ func TestRotateWaitsOutBriefStall(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db := openSQLite(t)
-	v1 := testCodec(t, 1, 2)
-	v2 := sameKeys(t, v1, 2, 1, 2)
-	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)`); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 5; i++ {
-		v, err := v1.Seal(ctx, []byte(fmt.Sprint("secret ", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec(`INSERT INTO t VALUES (?, ?)`, i, string(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, v1, v2 := staleTable(t)
 	j, err := New(db, Table{Name: "t", PrimaryKey: "id", Dialect: SQLite, Columns: []Column{{Name: "a"}}},
 		staleForSealer{staleSealer{v1, v2}, time.Now().Add(brief)})
 	if err != nil {
