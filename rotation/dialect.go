@@ -248,36 +248,27 @@ func (postgresDialect) transient(err error) bool { return isTransient(err) }
 
 func (postgresDialect) maxParams() int { return 0 } // the batch is a handful of array parameters
 
-// duplicate recognises SQLSTATE 23505 (unique_violation) by the SQLState
-// method of the errors of pgx and lib/pq, and takes the constraint's name
-// from the error's ConstraintName field (pgx's *pgconn.PgError) or
-// Constraint field (lib/pq's *pq.Error). The error's Detail, which quotes
-// the duplicate value, is never read.
+// duplicate recognises SQLSTATE 23505 (unique_violation); see
+// pgViolation.
 func (postgresDialect) duplicate(_ *plan, err error) (dupError, bool) {
-	var s interface{ SQLState() string }
-	if !errors.As(err, &s) || s.SQLState() != "23505" {
-		return dupError{}, false
-	}
-	var d dupError
-	if e, ok := s.(error); ok {
-		if v := structOf(e); v.IsValid() {
-			for _, name := range []string{"ConstraintName", "Constraint"} {
-				if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
-					d.index = f.String()
-					break
-				}
-			}
-		}
-	}
-	return d, true
+	name, ok := pgViolation(err, "23505")
+	return dupError{index: name}, ok
 }
 
-// check recognises SQLSTATE 23514 (check_violation), and takes the
-// constraint's name from the error as duplicate does. The error's Detail,
-// which quotes the row, is never read.
+// check recognises SQLSTATE 23514 (check_violation); see pgViolation.
 func (postgresDialect) check(err error) (string, bool) {
+	return pgViolation(err, "23514")
+}
+
+// pgViolation reports whether err is a PostgreSQL error of SQLSTATE code,
+// recognised by the SQLState method of the errors of pgx and lib/pq, and
+// returns the violated constraint's name from the error's ConstraintName
+// field (pgx's *pgconn.PgError) or Constraint field (lib/pq's *pq.Error),
+// "" if it has none. The error's Detail, which quotes the row's values, is
+// never read.
+func pgViolation(err error, code string) (constraint string, ok bool) {
 	var s interface{ SQLState() string }
-	if !errors.As(err, &s) || s.SQLState() != "23514" {
+	if !errors.As(err, &s) || s.SQLState() != code {
 		return "", false
 	}
 	if e, ok := s.(error); ok {

@@ -564,8 +564,8 @@ var mysqlDupKey = regexp.MustCompile(`for key '([^']*)'$`)
 // 1586), whose text quotes the duplicate value (a blind index value,
 // during an index-key rotation), an error that names the key only, and for
 // those of a foreign key cascade (1557, 1761, 1762), which quote the
-// record, one that names neither: errors never repeat stored values. PostgreSQL and SQLite put no value in
-// theirs. Rotate turns a duplicate into a failure of its row; this covers
+// record, one that names neither: errors never repeat stored values.
+// PostgreSQL and SQLite put no value in theirs. Rotate turns a duplicate into a failure of its row; this covers
 // the statements where it cannot.
 func redactDuplicate(err error) error {
 	n, ok := mysqlErrorNumber(err)
@@ -576,12 +576,14 @@ func redactDuplicate(err error) error {
 		// A foreign key cascade that would duplicate an entry: the text
 		// quotes the record.
 		return fmt.Errorf("MySQL error %d: a foreign key cascade would lead to a duplicate entry (the record is not repeated here)", n)
-	case n != 1062 && n != 1586:
+	}
+	d, dup := mysqlDialect{}.duplicate(nil, err)
+	if !dup {
 		return err
 	}
 	key := ""
-	if m := mysqlDupKey.FindStringSubmatch(err.Error()); m != nil {
-		key = " " + m[1]
+	if d.index != "" {
+		key = " " + d.index
 	}
 	return fmt.Errorf("MySQL error %d: duplicate entry for unique key%s (the value is not repeated here)", n, key)
 }

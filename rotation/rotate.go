@@ -789,9 +789,7 @@ func (r *runner) worker(ctx context.Context, cur *cursor) error {
 // batch processes the next batch of the pass. It reports whether there may
 // be more.
 func (r *runner) batch(ctx context.Context, cur *cursor, b *batch) (more bool, err error) {
-	var q interface {
-		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-	} = r.j.db
+	var q querier = r.j.db
 	var tx batchTx
 	if !r.opts.DryRun {
 		tx, err = r.p.sql().begin(ctx, r.j.db)
