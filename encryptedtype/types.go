@@ -276,7 +276,8 @@ func findRedacting(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
 	}
 	marshaler := reflect.TypeFor[json.Marshaler]()
 	if t.Implements(marshaler) || reflect.PointerTo(t).Implements(marshaler) {
-		if strings.HasPrefix(t.PkgPath(), modulePath+"/") && t.Implements(marshaler) {
+		// An interface's zero value is nil: nothing to call.
+		if t.Kind() != reflect.Interface && strings.HasPrefix(t.PkgPath(), modulePath+"/") && t.Implements(marshaler) {
 			if b, err := reflect.Zero(t).Interface().(json.Marshaler).MarshalJSON(); err == nil && bytes.Equal(b, redactedJSON()) {
 				return t
 			}
@@ -321,7 +322,8 @@ func redactedJSON() []byte { return []byte(`"` + redacted + `"`) }
 func unmarshalJSON(b []byte, v any) error {
 	// Compared after decoding, so that an escaped form ("\u005bREDACTED]")
 	// is refused too.
-	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+	// The longest form is every character escaped: 2 + 10*6 bytes.
+	if t := bytes.TrimSpace(b); len(t) > 0 && len(t) <= 2+6*len(redacted) && t[0] == '"' {
 		var s string
 		if json.Unmarshal(t, &s) == nil && s == redacted {
 			return ErrRedacted

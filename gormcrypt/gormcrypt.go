@@ -136,7 +136,8 @@ type BlindIndex struct {
 // not secret but do reveal which rows are equal.
 func (b BlindIndex) String() string { return b.v }
 
-// Valid reports whether b holds a value (is not NULL).
+// Valid reports whether b holds a non-NULL value; it is false also for a
+// zero BlindIndex, which the plugin has not computed.
 func (b BlindIndex) Valid() bool { return b.v != "" }
 
 // Value implements driver.Valuer: the stored text, or NULL. For the zero
@@ -595,19 +596,18 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 		return
 	}
 	stmt := db.Statement
-	for _, b := range w.list {
-		if w.maps { // prepare filled them in
-			break
+	if !w.maps { // for maps, prepare filled the indexes in
+		for _, b := range w.list {
+			if !w.written(b.source) {
+				omitIndex(stmt, b.field)
+				continue
+			}
+			if err := eachStruct(stmt.ReflectValue, func(rv reflect.Value) error { return b.fill(stmt.Context, rv) }); err != nil {
+				db.AddError(err)
+				return
+			}
+			ensureSelected(stmt, b.field, w.selected, w.restricted)
 		}
-		if !w.written(b.source) {
-			omitIndex(stmt, b.field)
-			continue
-		}
-		if err := eachStruct(stmt.ReflectValue, func(rv reflect.Value) error { return b.fill(stmt.Context, rv) }); err != nil {
-			db.AddError(err)
-			return
-		}
-		ensureSelected(stmt, b.field, w.selected, w.restricted)
 	}
 	if err := upsert(stmt, w.list); err != nil {
 		db.AddError(err)
