@@ -411,10 +411,21 @@ func plaintextOf(v any) (s string, null bool, err error) {
 
 // checkLiteral refuses a plain string or []byte written to an encrypted
 // source column through a map or an ON CONFLICT assignment: GORM would store
-// it as it is, unencrypted, while the plugin indexed it.
+// it as it is, unencrypted, while the plugin indexed it. A nil *string or
+// *[]byte is NULL, and passes.
 func (b binding) checkLiteral(v any) error {
 	if !encryptedFieldType(b.source.FieldType) {
 		return nil
+	}
+	switch p := v.(type) {
+	case *string:
+		if p == nil { // NULL, which needs no encrypting
+			return nil
+		}
+	case *[]byte:
+		if p == nil {
+			return nil
+		}
 	}
 	switch v.(type) {
 	case string, *string, []byte, *[]byte:

@@ -224,6 +224,19 @@ func TestUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.check(t, u.ID, "three@x.com", sptr("99"))
+	// A typed nil *string for an encrypted source is NULL, not a plain
+	// string to refuse: the source and its index become NULL.
+	if err := f.db.Model(&u).Updates(map[string]any{"phone": (*string)(nil)}).Error; err != nil {
+		t.Fatalf("Updates(phone: (*string)(nil)): %v", err)
+	}
+	f.check(t, u.ID, "three@x.com", nil)
+	var phoneNull bool
+	if err := f.db.Raw("SELECT phone IS NULL FROM users WHERE id = ?", u.ID).Row().Scan(&phoneNull); err != nil || !phoneNull {
+		t.Errorf("phone is NULL: %v, %v", phoneNull, err)
+	}
+	if err := f.db.Model(&u).Updates(map[string]any{"Phone": ptr("99")}).Error; err != nil {
+		t.Fatal(err)
+	}
 
 	// Update of one column, and NULL.
 	if err := f.db.Model(&u).Update("email", encryptedtype.NewString("four@x.com")).Error; err != nil {
