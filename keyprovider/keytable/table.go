@@ -246,7 +246,7 @@ func (t *Table) Add(ctx context.Context, k keyprovider.Key) error {
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
 			var retired bool
 			if err := tx.QueryRowContext(ctx, "SELECT octet_length(key) = 0 FROM "+t.ident+" WHERE version = $1", int64(k.Version())).Scan(&retired); err != nil {
-				return fmt.Errorf("%w: version %d in %s", ErrVersionExists, k.Version(), t.name)
+				return fmt.Errorf("%w: version %d in %s (and checking whether it was retired failed: %w)", ErrVersionExists, k.Version(), t.name, err)
 			}
 			if retired {
 				return fmt.Errorf("%w: %w: version %d was retired from %s and is never reused", ErrVersionExists, ErrRetired, k.Version(), t.name)
