@@ -349,12 +349,7 @@ func sourceFieldType(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	switch t {
-	case reflect.TypeFor[encryptedtype.String](), reflect.TypeFor[encryptedtype.Bytes](), typeString, reflect.TypeFor[[]byte](),
-		reflect.TypeFor[rotation.MigratingString](), reflect.TypeFor[rotation.MigratingBytes]():
-		return true
-	}
-	return false
+	return t == typeString || t == reflect.TypeFor[[]byte]() || coltype.Scalar(t)
 }
 
 // plaintextOf returns the plaintext a source value holds, with null true for

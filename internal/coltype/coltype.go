@@ -28,3 +28,14 @@ var (
 func Is(t reflect.Type) bool {
 	return t.PkgPath() == encryptedtypePath || t == migratingString || t == migratingBytes
 }
+
+// Scalar reports whether t is one of the column types holding a string or
+// bytes: encryptedtype.String and Bytes, rotation.MigratingString and
+// MigratingBytes (not encryptedtype.JSON). A pointer to one is not.
+func Scalar(t reflect.Type) bool {
+	switch t {
+	case reflect.TypeFor[encryptedtype.String](), reflect.TypeFor[encryptedtype.Bytes](), migratingString, migratingBytes:
+		return true
+	}
+	return false
+}

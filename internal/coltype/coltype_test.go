@@ -32,6 +32,25 @@ func TestIs(t *testing.T) {
 	}
 }
 
+func TestScalar(t *testing.T) {
+	for _, tc := range []struct {
+		t    reflect.Type
+		want bool
+	}{
+		{reflect.TypeFor[encryptedtype.String](), true},
+		{reflect.TypeFor[encryptedtype.Bytes](), true},
+		{reflect.TypeFor[rotation.MigratingString](), true},
+		{reflect.TypeFor[rotation.MigratingBytes](), true},
+		{reflect.TypeFor[encryptedtype.JSON[string]](), false},
+		{reflect.TypeFor[*encryptedtype.String](), false},
+		{reflect.TypeFor[string](), false},
+	} {
+		if got := coltype.Scalar(tc.t); got != tc.want {
+			t.Errorf("Scalar(%v) = %v, want %v", tc.t, got, tc.want)
+		}
+	}
+}
+
 func ExampleIs() {
 	fmt.Println(coltype.Is(reflect.TypeFor[encryptedtype.String]()))
 	fmt.Println(coltype.Is(reflect.TypeFor[rotation.MigratingBytes]()))
